@@ -1,0 +1,116 @@
+"""The application core the interfaces (CLI now; API, web and MCP later) are thin over."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from vigil.agent import Investigator
+from vigil.config import Settings
+from vigil.engine import Analysis
+from vigil.errors import InputError, NotFound
+from vigil.ingest import Recording, discover
+from vigil.model import AgentSpace, Alert, Investigation
+from vigil.report import ReportData, render
+from vigil.store.state import StateStore
+from vigil.store.telemetry import TelemetryStore
+
+
+def space_name(text: str) -> str:
+    s = re.sub(r"[^a-z0-9_.-]+", "-", text.lower()).strip("-.")
+    return (s or "space")[:63]
+
+
+@dataclass
+class ImportResult:
+    space: str
+    dataset: str
+    cases: int
+    rows: dict[str, int]
+    warnings: list[str] = field(default_factory=list)
+
+
+class App:
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = (settings or Settings.from_env()).ensure()
+        self._state: StateStore | None = None
+        self._telemetry: TelemetryStore | None = None
+
+    @property
+    def state(self) -> StateStore:
+        if self._state is None:
+            self._state = StateStore(self.settings.database_url)
+        return self._state
+
+    @property
+    def telemetry(self) -> TelemetryStore:
+        if self._telemetry is None:
+            self._telemetry = TelemetryStore(self.settings.telemetry_path)
+        return self._telemetry
+
+    def close(self) -> None:
+        if self._telemetry is not None:
+            self._telemetry.close()
+        if self._state is not None:
+            self._state.close()
+
+    # -- import --------------------------------------------------------------------------------
+    def discover(self, paths: list[Path]) -> list[Recording]:
+        return discover(paths)
+
+    def import_recording(self, rec: Recording, space: str, replace: bool = False) -> ImportResult:
+        space = space_name(space)
+        existing = self.telemetry.counts(space)
+        if any(existing.values()) and not replace:
+            raise InputError(f"space {space!r} already holds telemetry; pass --replace to reload it")
+        # all-or-nothing: the old data is dropped and the new loaded in one transaction
+        with self.telemetry.transaction() as w:
+            if replace:
+                w.drop_space(space)
+            warnings = rec.load(w, space)
+        self.state.put_space(AgentSpace(id=space, name=space, description=f"{rec.format} recording {rec.dataset}",
+                                        sources=["embedded"]))
+        self.state.audit("cli", "import", space_id=space, target=str(rec.path), detail={"dataset": rec.dataset})
+        return ImportResult(space=space, dataset=rec.dataset, cases=len(rec.cases),
+                            rows=self.telemetry.counts(space), warnings=warnings)
+
+    # -- investigate ---------------------------------------------------------------------------
+    def alerts(self, space: str) -> list[Alert]:
+        self.state.get_space(space)
+        return self.telemetry.alerts(space)
+
+    def investigate(self, space: str, at: datetime | None = None, alert_id: str | None = None,
+                    latest: bool = False) -> tuple[Investigation, Analysis]:
+        self.state.get_space(space)
+        alert = None
+        if alert_id or latest:
+            alerts = self.telemetry.alerts(space)
+            if alert_id:
+                alert = next((a for a in alerts if a.id == alert_id), None)
+                if alert is None:
+                    raise NotFound(f"no alert {alert_id!r} in space {space!r}")
+            else:
+                if not alerts:
+                    raise NotFound(f"space {space!r} has no alerts; give --at TIME instead")
+                alert = alerts[-1]
+            at = alert.at
+        if at is None:
+            raise InputError("say when: --at TIME, --alert ID or --latest")
+        investigator = Investigator(self.state, self.telemetry)
+        inv = investigator.start(space, at, alert=alert)
+        analysis = investigator.run(inv)
+        self.state.audit("cli", "investigate", space_id=space, target=inv.id)
+        return self.state.get_investigation(inv.id), analysis
+
+    # -- report --------------------------------------------------------------------------------
+    def report(self, inv_id: str, fmt: str = "html", out: Path | None = None) -> Path:
+        inv = self.state.get_investigation(inv_id)
+        text = render(ReportData(inv, self.state.hypotheses(inv_id), self.state.journal(inv_id)), fmt)
+        path = out or self.settings.reports_dir / f"{inv_id}.{fmt}"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text(text)
+        tmp.replace(path)
+        return path

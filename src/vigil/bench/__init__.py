@@ -1,0 +1,5 @@
+"""Benchmark harness: run the engine (and the BARO baseline) over every labeled case it can find."""
+
+from vigil.bench.harness import BenchReport, run_bench
+
+__all__ = ["BenchReport", "run_bench"]

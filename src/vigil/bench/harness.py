@@ -1,0 +1,150 @@
+"""``vigil bench``: finds every labeled case under the given folders, imports each recording into a
+private in-memory store, runs the engine and BARO on each case, and scores them.
+
+Labels are read here and nowhere else: the engine is given only the alert (a time, and for PetShop
+the alerting node and metric)."""
+
+from __future__ import annotations
+
+import resource
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from vigil.agent.investigator import observe
+from vigil.engine import Settings, analyze
+from vigil.engine.baro import baro_rank
+from vigil.ingest import Recording, discover
+from vigil.store.telemetry import TelemetryStore
+
+METHODS = ("vigil", "baro")
+CONFIDENCE_BINS = (0.0, 0.2, 0.4, 0.6, 0.8, 1.01)
+
+
+@dataclass
+class CaseResult:
+    case: str
+    dataset: str
+    method: str
+    fault: str
+    truth: str
+    ranks: list[str]
+    seconds: float
+    fault_kind: str | None = None
+    true_fault_kind: str | None = None
+    kind_of_truth: str | None = None      # the fault kind the method gave the true root cause, if ranked
+    confidence: float | None = None
+    inconclusive: bool | None = None
+
+    def hit(self, k: int) -> bool:
+        return self.truth in self.ranks[:k]
+
+
+@dataclass
+class BenchReport:
+    results: list[dict] = field(default_factory=list)
+    by_fault: list[dict] = field(default_factory=list)
+    calibration: list[dict] = field(default_factory=list)
+    cases: list[dict] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    peak_rss_mb: float = 0.0
+    total_s: float = 0.0
+
+    def contract(self) -> dict:
+        """The stable JSON shape dashboards and CI read (plus detail sections)."""
+        return {"results": self.results, "peak_rss_mb": self.peak_rss_mb, "total_s": round(self.total_s, 2),
+                "by_fault": self.by_fault, "calibration": self.calibration, "cases": self.cases,
+                "warnings": self.warnings}
+
+
+def _score(rows: list[CaseResult]) -> dict:
+    n = len(rows)
+    ac = {k: sum(r.hit(k) for r in rows) / n for k in range(1, 6)}
+    kinds = [r for r in rows if r.true_fault_kind and r.method == "vigil"]
+    secs = [r.seconds for r in rows]
+    return {"cases": n, "ac@1": round(ac[1], 4), "ac@3": round(ac[3], 4), "ac@5": round(ac[5], 4),
+            "avg@5": round(sum(ac.values()) / 5, 4),
+            "fault_kind_accuracy": (round(sum(r.kind_of_truth == r.true_fault_kind for r in kinds) / len(kinds), 4)
+                                    if kinds else None),
+            "median_s": round(statistics.median(secs), 4), "max_s": round(max(secs), 4)}
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def run_recording(rec: Recording, settings: Settings) -> tuple[list[CaseResult], list[str]]:
+    store = TelemetryStore(":memory:")
+    try:
+        with store.transaction() as w:
+            warnings = rec.load(w, "bench")
+        out = []
+        for case in rec.cases:
+            if case.label is None:
+                continue
+            onset = case.alert.at.timestamp()
+            t0 = time.perf_counter()
+            obs = observe(store, "bench", onset, case.alert, settings)
+            t_obs = time.perf_counter() - t0
+            analysis = analyze(obs, settings)
+            t_vigil = time.perf_counter() - t0
+            t1 = time.perf_counter()
+            baro = [r for r, _ in baro_rank(obs, settings)]
+            t_baro = time.perf_counter() - t1 + t_obs
+            truth_kind = case.label.fault_kind.value if case.label.fault_kind else None
+            hyps = analysis.hypotheses
+            by_res = {h.resource: h for h in hyps}
+            out.append(CaseResult(
+                case=case.id, dataset=case.dataset, method="vigil", fault=case.label.fault or "-",
+                truth=case.label.resource, ranks=[h.resource for h in hyps], seconds=t_vigil,
+                fault_kind=hyps[0].fault_kind.value if hyps else None, true_fault_kind=truth_kind,
+                kind_of_truth=by_res[case.label.resource].fault_kind.value if case.label.resource in by_res else None,
+                confidence=hyps[0].confidence if hyps else 0.0, inconclusive=analysis.inconclusive))
+            out.append(CaseResult(case=case.id, dataset=case.dataset, method="baro", fault=case.label.fault or "-",
+                                  truth=case.label.resource, ranks=baro, seconds=t_baro, true_fault_kind=truth_kind))
+        return out, warnings
+    finally:
+        store.close()
+
+
+def run_bench(paths: list[Path], settings: Settings | None = None,
+              progress: Callable[[Recording, int, int], None] | None = None) -> BenchReport:
+    settings = settings or Settings()
+    t_start = time.perf_counter()
+    recordings = [r for r in discover(paths) if any(c.label for c in r.cases)]
+    report = BenchReport()
+    rows: list[CaseResult] = []
+    for i, rec in enumerate(recordings):
+        if progress:
+            progress(rec, i, len(recordings))
+        got, warnings = run_recording(rec, settings)
+        rows.extend(got)
+        report.warnings.extend(warnings)
+    if progress and recordings:
+        progress(recordings[-1], len(recordings), len(recordings))
+    datasets = sorted({r.dataset for r in rows})
+    for ds in datasets:
+        for method in METHODS:
+            sel = [r for r in rows if r.dataset == ds and r.method == method]
+            if sel:
+                report.results.append({"dataset": ds, "method": method, **_score(sel)})
+            for fault in sorted({r.fault for r in sel}):
+                fsel = [r for r in sel if r.fault == fault]
+                report.by_fault.append({"dataset": ds, "method": method, "fault": fault, **_score(fsel)})
+    vig = [r for r in rows if r.method == "vigil"]
+    for lo, hi in zip(CONFIDENCE_BINS, CONFIDENCE_BINS[1:], strict=False):
+        sel = [r for r in vig if lo <= (r.confidence or 0.0) < hi]
+        report.calibration.append({"confidence": f"[{lo:.1f}, {min(hi, 1.0):.1f}{')' if hi < 1 else ']'}",
+                                   "cases": len(sel),
+                                   "top1_right": round(sum(r.hit(1) for r in sel) / len(sel), 4) if sel else None})
+    for x in (0.5, 0.7, 0.9):
+        sel = [r for r in vig if (r.confidence or 0.0) >= x]
+        report.calibration.append({"confidence": f">= {x}", "cases": len(sel),
+                                   "top1_right": round(sum(r.hit(1) for r in sel) / len(sel), 4) if sel else None})
+    report.cases = [{k: v for k, v in asdict(r).items() if k != "ranks"} | {"top5": r.ranks[:5], "hit@1": r.hit(1)}
+                    for r in rows]
+    report.peak_rss_mb = round(peak_rss_mb(), 1)
+    report.total_s = time.perf_counter() - t_start
+    return report

@@ -1,0 +1,198 @@
+"""``vigil`` command line: import, investigate, report, bench."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from vigil import __version__
+from vigil.errors import VigilError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Vigil: a self-hosted, autonomous on-call agent.")
+console = Console()
+err = Console(stderr=True)
+
+
+def _progress() -> Progress:
+    return Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                    TimeElapsedColumn(), console=err, transient=True)
+
+
+def parse_time(text: str) -> datetime:
+    t = text.strip()
+    try:
+        return datetime.fromtimestamp(float(t), UTC)
+    except ValueError:
+        pass
+    try:
+        dt = datetime.fromisoformat(t.replace("Z", "+00:00"))
+    except ValueError:
+        raise VigilError(f"cannot read time {text!r}: use ISO 8601 (2023-01-29T08:43:04Z) or epoch seconds") from None
+    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
+
+
+def _app():
+    from vigil.app import App
+    return App()
+
+
+@app.command("import")
+def import_(paths: Annotated[list[Path], typer.Argument(help="Folders holding recordings (any supported layout).")],
+            space: Annotated[str | None, typer.Option(help="Space to import into (default: from the dataset).")] = None,
+            replace: Annotated[bool, typer.Option(help="Replace the space's telemetry if it exists.")] = False) -> None:
+    """Import recorded incidents (Nezha, PetShop, RCD, RCAEval layouts) into the embedded store."""
+    from vigil.app import space_name
+    a = _app()
+    recs = a.discover(paths)
+    table = Table("space", "dataset", "alerts", "metrics", "logs", "spans", title="imported")
+    with _progress() as p:
+        task = p.add_task("importing", total=len(recs))
+        for rec in recs:
+            p.update(task, description=f"importing {rec.name}")
+            target = space_name(space if space and len(recs) == 1 else (f"{space}-{rec.name}" if space else rec.name))
+            res = a.import_recording(rec, target, replace=replace)
+            for w in res.warnings:
+                err.print(f"[yellow]warning:[/] {w}")
+            table.add_row(res.space, res.dataset, str(res.cases), str(res.rows["metrics"]), str(res.rows["logs"]),
+                          str(res.rows["spans"]))
+            p.advance(task)
+    console.print(table)
+    a.close()
+
+
+@app.command()
+def spaces() -> None:
+    """List spaces and what they hold."""
+    a = _app()
+    table = Table("space", "description", "metrics", "logs", "spans", "alerts")
+    for s in a.state.list_spaces():
+        c = a.telemetry.counts(s.id)
+        table.add_row(s.id, s.description, str(c["metrics"]), str(c["logs"]), str(c["spans"]), str(c["alerts"]))
+    console.print(table)
+    a.close()
+
+
+@app.command()
+def alerts(space: Annotated[str, typer.Option(help="Space.")]) -> None:
+    """List the alerts recorded in a space."""
+    a = _app()
+    table = Table("id", "time (UTC)", "title", "resource", "metric")
+    for al in a.alerts(space):
+        table.add_row(al.id, f"{al.at:%Y-%m-%d %H:%M:%S}", al.title, al.resource or "", al.metric or "")
+    console.print(table)
+    a.close()
+
+
+@app.command()
+def investigate(space: Annotated[str, typer.Option(help="Space to investigate in.")],
+                at: Annotated[str | None, typer.Option(help="Incident time (ISO 8601 or epoch seconds).")] = None,
+                alert: Annotated[str | None, typer.Option(help="Investigate this recorded alert.")] = None,
+                latest: Annotated[bool, typer.Option(help="Investigate the latest alert.")] = False,
+                report_format: Annotated[str, typer.Option("--format", help="Report format: html, md, json.")] = "html",
+                out: Annotated[Path | None, typer.Option(help="Write the report here.")] = None) -> None:
+    """Investigate a window: rank root-cause hypotheses with evidence and write a report."""
+    from vigil.report import FORMATS
+    if report_format not in FORMATS:
+        raise VigilError(f"unknown format {report_format!r}: choose from {', '.join(FORMATS)}")
+    a = _app()
+    with console.status("investigating..."):
+        inv, analysis = a.investigate(space, at=parse_time(at) if at else None, alert_id=alert, latest=latest)
+    _print_result(inv, analysis.hypotheses)
+    path = a.report(inv.id, report_format, out)
+    console.print(f"report: {path}")
+    a.close()
+
+
+def _print_result(inv, hyps) -> None:
+    console.print(f"[bold]{inv.status.value}[/]: {inv.summary}")
+    table = Table("#", "resource", "fault kind", "confidence", "why", title=f"investigation {inv.id}")
+    for h in hyps[:5]:
+        table.add_row(str(h.rank), h.resource, h.fault_kind.value, f"{h.confidence:.0%}", h.why)
+    console.print(table)
+    if hyps:
+        console.print(f"root cause: [bold red]{hyps[0].resource}[/] ({hyps[0].fault_kind.value}); "
+                      f"path {' -> '.join(hyps[0].path)}")
+
+
+@app.command()
+def report(investigation: Annotated[str, typer.Argument(help="Investigation id.")],
+           report_format: Annotated[str, typer.Option("--format", help="html, md or json.")] = "md",
+           out: Annotated[Path | None, typer.Option(help="Write here instead of $VIGIL_HOME/reports.")] = None) -> None:
+    """Write the report of an investigation (Markdown, JSON or self-contained HTML)."""
+    from vigil.report import FORMATS
+    if report_format not in FORMATS:
+        raise VigilError(f"unknown format {report_format!r}: choose from {', '.join(FORMATS)}")
+    a = _app()
+    console.print(str(a.report(investigation, report_format, out)))
+    a.close()
+
+
+@app.command()
+def bench(paths: Annotated[list[Path], typer.Argument(help="Folders with labeled recordings.")],
+          json_out: Annotated[Path | None, typer.Option("--json", help="Write the results here.")] = None) -> None:
+    """Benchmark the engine and the BARO baseline on every labeled case found."""
+    from vigil.bench import run_bench
+    with _progress() as p:
+        task = p.add_task("bench", total=None)
+
+        def progress(rec, i, n):
+            p.update(task, total=n, completed=i, description=f"bench {rec.name}")
+
+        rep = run_bench(paths, progress=progress)
+    for w in sorted(set(rep.warnings)):
+        err.print(f"[yellow]warning:[/] {w}")
+    t = Table("dataset", "method", "cases", "AC@1", "AC@3", "AC@5", "Avg@5", "fault kind", "median s", "max s",
+              title="root-cause localisation (service level)")
+    for r in rep.results:
+        fk = r["fault_kind_accuracy"]
+        t.add_row(r["dataset"], r["method"], str(r["cases"]), f"{r['ac@1']:.3f}", f"{r['ac@3']:.3f}", f"{r['ac@5']:.3f}",
+                  f"{r['avg@5']:.3f}", "-" if fk is None else f"{fk:.3f}", f"{r['median_s']:.3f}", f"{r['max_s']:.3f}")
+    console.print(t)
+    t = Table("dataset", "method", "fault", "cases", "AC@1", "AC@3", "fault kind", title="by fault type")
+    for r in rep.by_fault:
+        fk = r["fault_kind_accuracy"]
+        t.add_row(r["dataset"], r["method"], r["fault"], str(r["cases"]), f"{r['ac@1']:.3f}", f"{r['ac@3']:.3f}",
+                  "-" if fk is None else f"{fk:.3f}")
+    console.print(t)
+    t = Table("top-1 confidence", "cases", "top-1 right", title="calibration (vigil)")
+    for c in rep.calibration:
+        t.add_row(c["confidence"], str(c["cases"]), "-" if c["top1_right"] is None else f"{c['top1_right']:.3f}")
+    console.print(t)
+    console.print(f"peak memory {rep.peak_rss_mb:.0f} MB; total {rep.total_s:.1f} s")
+    if json_out:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(rep.contract(), indent=1, default=str))
+        console.print(f"results: {json_out}")
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    console.print(__version__)
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.ERROR, format="%(message)s")
+    try:
+        app()
+    except VigilError as exc:
+        err.print(f"[red]error:[/] {exc}", highlight=False)
+        sys.exit(2)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        err.print(f"[red]error:[/] invalid {'.'.join(map(str, first['loc']))}: {first['msg']}", highlight=False)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)

@@ -1,0 +1,36 @@
+"""Small robust statistics used by every analyzer."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+MAD_TO_SIGMA = 1.4826
+
+
+def robust_location_scale(x: np.ndarray) -> tuple[float, float]:
+    """Median and a MAD-based scale that never collapses to zero.
+
+    A constant baseline has MAD 0; we then fall back to the standard deviation, and finally to a
+    small fraction of the level (or an absolute epsilon), so that a step from a constant value is a
+    large but finite z instead of infinity."""
+    med = float(np.median(x))
+    mad = MAD_TO_SIGMA * float(np.median(np.abs(x - med)))
+    if mad > 0:
+        return med, mad
+    sd = float(np.std(x))
+    if sd > 0:
+        return med, sd
+    return med, max(abs(med) * 0.01, 1e-9)
+
+
+def poisson_z(observed: float, expected: float) -> float:
+    """Signed deviation of a count from its expectation, Anscombe-stabilised (works at small counts)."""
+    return 2.0 * (math.sqrt(observed + 3 / 8) - math.sqrt(expected + 3 / 8))
+
+
+def squash(x: float, half: float) -> float:
+    """Map a non-negative score to [0, 1): ``half`` maps to 0.5."""
+    x = max(x, 0.0)
+    return x / (x + half)

@@ -1,0 +1,40 @@
+"""Agent Space: what Vigil may see and touch for one application or team."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+
+from pydantic import BaseModel, Field, field_validator
+
+_SPACE_ID = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
+
+
+class Policies(BaseModel):
+    """What Vigil may do inside a space. Read-only unless a person opted in."""
+
+    read_only: bool = True
+    allow_mutations: bool = False
+    require_approval: bool = True
+    investigation_budget_s: float = Field(default=120.0, gt=0)
+
+
+class AgentSpace(BaseModel):
+    id: str
+    name: str = ""
+    description: str = ""
+    services: list[str] = Field(default_factory=list, description="Resources in scope; empty means all seen.")
+    sources: list[str] = Field(default_factory=list, description="Names of data sources bound to this space.")
+    integrations: list[str] = Field(default_factory=list)
+    policies: Policies = Field(default_factory=Policies)
+    created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+
+    @field_validator("id")
+    @classmethod
+    def _valid_id(cls, v: str) -> str:
+        if not _SPACE_ID.match(v):
+            raise ValueError("space id must be 1-63 chars of a-z, 0-9, '_', '.', '-' and start with a letter or digit")
+        return v
+
+    def in_scope(self, resource: str) -> bool:
+        return not self.services or resource in self.services

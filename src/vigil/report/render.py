@@ -1,0 +1,168 @@
+"""Render an investigation (its hypotheses, evidence and journal) as Markdown, JSON or HTML.
+
+The HTML is one self-contained file: inline CSS and inline SVG charts, no scripts, nothing fetched."""
+
+from __future__ import annotations
+
+import html
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from vigil.model import Hypothesis, Investigation, JournalEntry
+
+FORMATS = ("md", "json", "html")
+
+
+@dataclass
+class ReportData:
+    investigation: Investigation
+    hypotheses: list[Hypothesis]
+    journal: list[JournalEntry]
+
+
+def render(data: ReportData, fmt: str) -> str:
+    if fmt == "json":
+        return json.dumps({
+            "investigation": data.investigation.model_dump(mode="json"),
+            "hypotheses": [h.model_dump(mode="json") for h in data.hypotheses],
+            "journal": [j.model_dump(mode="json") for j in data.journal],
+        }, indent=2)
+    if fmt == "md":
+        return _markdown(data)
+    if fmt == "html":
+        return _html(data)
+    raise ValueError(f"unknown report format {fmt!r} (choose from {', '.join(FORMATS)})")
+
+
+def _iso(ts: float | None) -> str:
+    return "" if ts is None else datetime.fromtimestamp(ts, UTC).strftime("%H:%M:%S")
+
+
+def _markdown(d: ReportData) -> str:
+    inv = d.investigation
+    out = [f"# Investigation {inv.id}", "",
+           f"- Space: `{inv.space_id}`",
+           f"- Window: {inv.window.start:%Y-%m-%d %H:%M:%S} to {inv.window.end:%Y-%m-%d %H:%M:%S} UTC "
+           f"(onset {inv.window.onset:%Y-%m-%d %H:%M:%S})",
+           f"- Status: **{inv.status.value}**", "", "## Summary", "", inv.summary or "(none)", ""]
+    if d.hypotheses:
+        top = d.hypotheses[0]
+        out += ["## Root cause", "",
+                f"**{top.resource}**: {top.fault_kind.value}, confidence {top.confidence:.0%}. {top.why}.", "",
+                f"Propagation path: {' → '.join(top.path)}", "", "## Ranked hypotheses", "",
+                "| # | resource | fault kind | confidence | state | why |", "|---|---|---|---|---|---|"]
+        out += [f"| {h.rank} | {h.resource} | {h.fault_kind.value} | {h.confidence:.0%} | {h.state.value} | {h.why} |"
+                for h in d.hypotheses]
+        out += ["", "## Evidence", ""]
+        for h in d.hypotheses[:3]:
+            out += [f"### {h.rank}. {h.resource}", ""]
+            for e in h.evidence:
+                out.append(f"- **{e.kind.value}** ({e.detail.get('category', '')}, score {e.score:.1f}): {e.title}")
+                for tpl in e.detail.get("templates", [])[:3]:
+                    out.append(f"  - template `{tpl['template'][:160]}`: {tpl['before']} before, "
+                               f"{tpl['after']} after ({tpl['shift']})")
+                for line in e.detail.get("samples", [])[:2]:
+                    out.append(f"  - sample: `{line[:200]}`")
+            out.append("")
+    out += ["## Journal", "", "| # | time | kind | what | rows |", "|---|---|---|---|---|"]
+    out += [f"| {j.seq} | {j.ts:%H:%M:%S} | {j.kind.value} | {j.message.replace('|', '/')[:300]}"
+            f"{' — ' + j.query if j.query else ''} | {'' if j.rows is None else j.rows} |" for j in d.journal]
+    return "\n".join(out) + "\n"
+
+
+def _chart(detail: dict, width: int = 520, height: int = 140) -> str:
+    series = detail.get("series") or []
+    if len(series) < 2:
+        return ""
+    xs = [p[0] for p in series]
+    ys = [p[1] for p in series]
+    x0, x1 = min(xs), max(xs)
+    lo, hi = min(ys + [detail.get("baseline_median", ys[0])]), max(ys + [detail.get("baseline_median", ys[0])])
+    if hi == lo:
+        hi = lo + 1.0
+    pad = 28
+
+    def px(x: float) -> float:
+        return pad + (x - x0) / (x1 - x0 or 1) * (width - 2 * pad)
+
+    def py(y: float) -> float:
+        return height - pad - (y - lo) / (hi - lo) * (height - 2 * pad)
+
+    pts = " ".join(f"{px(x):.1f},{py(y):.1f}" for x, y in series)
+    a = max(detail.get("anomalous_from", x1), x0)
+    b = min(detail.get("anomalous_to", x1), x1)
+    med = detail.get("baseline_median")
+    onset = detail.get("onset")
+    parts = [f'<svg viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" '
+             f'aria-label="{html.escape(detail.get("metric", "metric"))} around the onset">']
+    if b > a:
+        parts.append(f'<rect x="{px(a):.1f}" y="{pad - 8}" width="{px(b) - px(a):.1f}" '
+                     f'height="{height - 2 * pad + 8}" class="anom"/>')
+    if med is not None:
+        parts.append(f'<line x1="{pad}" x2="{width - pad}" y1="{py(med):.1f}" y2="{py(med):.1f}" class="base"/>')
+    if onset is not None and x0 <= onset <= x1:
+        parts.append(f'<line x1="{px(onset):.1f}" x2="{px(onset):.1f}" y1="{pad - 8}" y2="{height - pad}" '
+                     f'class="onset"/>')
+    parts.append(f'<polyline points="{pts}" class="line"/>')
+    parts.append(f'<text x="{pad}" y="{height - 8}">{_iso(x0)}</text>'
+                 f'<text x="{width - pad}" y="{height - 8}" text-anchor="end">{_iso(x1)}</text>'
+                 f'<text x="{pad}" y="14">{html.escape(f"{hi:.4g}")}</text>'
+                 f'<text x="{pad}" y="{height - pad + 12}">{html.escape(f"{lo:.4g}")}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+_CSS = """
+:root{color-scheme:light dark;--fg:#1b1f24;--bg:#fff;--mut:#57606a;--card:#f6f8fa;--acc:#cf222e;--line:#0969da}
+@media (prefers-color-scheme:dark){:root{--fg:#e6edf3;--bg:#0d1117;--mut:#8b949e;--card:#161b22;--acc:#ff7b72;--line:#58a6ff}}
+body{font:15px/1.5 system-ui,sans-serif;color:var(--fg);background:var(--bg);max-width:1100px;margin:2rem auto;padding:0 1rem}
+.card{background:var(--card);border-radius:8px;padding:1rem 1.25rem;margin:1rem 0}
+.rc{border-left:6px solid var(--acc)} .mut{color:var(--mut)} table{border-collapse:collapse;width:100%}
+td,th{padding:.3rem .5rem;border-bottom:1px solid #8884;text-align:left;vertical-align:top}
+code{font-size:13px;word-break:break-all} svg text{font-size:10px;fill:var(--mut)}
+.line{fill:none;stroke:var(--line);stroke-width:1.6}.base{stroke:var(--mut);stroke-dasharray:4 3}
+.onset{stroke:var(--acc);stroke-width:1.2}.anom{fill:var(--acc);opacity:.12}
+"""
+
+
+def _html(d: ReportData) -> str:
+    inv = d.investigation
+    e = html.escape
+    body = [f"<h1>Investigation <code>{e(inv.id)}</code></h1>",
+            f'<p class="mut">Space <b>{e(inv.space_id)}</b> · onset {inv.window.onset:%Y-%m-%d %H:%M:%S} UTC · '
+            f"status <b>{e(inv.status.value)}</b></p>"]
+    if d.hypotheses:
+        top = d.hypotheses[0]
+        body.append(f'<div class="card rc"><h2>Root cause: {e(top.resource)}</h2>'
+                    f"<p><b>{e(top.fault_kind.value)}</b> · confidence {top.confidence:.0%} · {e(top.why)}</p>"
+                    f"<p>Propagation: {' → '.join(e(p) for p in top.path)}</p>"
+                    f"<p class='mut'>{e(inv.summary)}</p></div>")
+        body.append("<h2>Ranked hypotheses</h2><table><tr><th>#</th><th>resource</th><th>fault kind</th>"
+                    "<th>confidence</th><th>state</th><th>why</th></tr>")
+        body += [f"<tr><td>{h.rank}</td><td>{e(h.resource)}</td><td>{e(h.fault_kind.value)}</td>"
+                 f"<td>{h.confidence:.0%}</td><td>{e(h.state.value)}</td><td>{e(h.why)}</td></tr>" for h in d.hypotheses]
+        body.append("</table><h2>Evidence</h2>")
+        for h in d.hypotheses[:3]:
+            body.append(f'<div class="card"><h3>{h.rank}. {e(h.resource)}</h3>')
+            for ev in h.evidence:
+                body.append(f"<p><b>{e(ev.kind.value)}</b> <span class='mut'>({e(str(ev.detail.get('category', '')))}, "
+                            f"score {ev.score:.1f})</span> {e(ev.title)}</p>")
+                body.append(_chart(ev.detail))
+                tpls = ev.detail.get("templates") or []
+                if tpls:
+                    body.append("<table><tr><th>template</th><th>before</th><th>after</th><th>shift</th></tr>")
+                    body += [f"<tr><td><code>{e(t['template'][:200])}</code></td><td>{t['before']}</td>"
+                             f"<td>{t['after']}</td><td>{e(t['shift'])}</td></tr>" for t in tpls[:5]]
+                    body.append("</table>")
+                for line in (ev.detail.get("samples") or [])[:2]:
+                    body.append(f"<p class='mut'><code>{e(line[:300])}</code></p>")
+            body.append("</div>")
+    body.append("<h2>Journal</h2><table><tr><th>#</th><th>time</th><th>kind</th><th>what</th><th>rows</th></tr>")
+    body += [f"<tr><td>{j.seq}</td><td>{j.ts:%H:%M:%S}</td><td>{e(j.kind.value)}</td><td>{e(j.message)}"
+             f"{'<br><code>' + e(j.query) + '</code>' if j.query else ''}</td>"
+             f"<td>{'' if j.rows is None else j.rows}</td></tr>" for j in d.journal]
+    body.append("</table>")
+    return (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>Vigil · {e(inv.id)}</title>"
+            f"<meta name='viewport' content='width=device-width,initial-scale=1'><style>{_CSS}</style></head>"
+            f"<body>{''.join(body)}</body></html>\n")

@@ -1,0 +1,1 @@
+"""Storage: state (SQLAlchemy: SQLite default, PostgreSQL) and telemetry (DuckDB)."""

@@ -1,0 +1,98 @@
+"""The command line end to end, as a user runs it (subprocesses), including bad input."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+DEMO = REPO / "demo" / "nezha-trainticket"
+
+
+def vigil(*args: str, home: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "VIGIL_HOME": str(home)}
+    env.pop("VIGIL_DATABASE_URL", None)
+    return subprocess.run([sys.executable, "-m", "vigil", *args], capture_output=True, text=True, env=env,
+                          timeout=300)
+
+
+def one_line_error(p: subprocess.CompletedProcess) -> str:
+    assert p.returncode != 0, p.stdout
+    assert "Traceback" not in p.stderr and "Traceback" not in p.stdout
+    lines = [ln for ln in p.stderr.strip().splitlines() if ln.strip()]
+    assert lines and lines[-1].startswith("error:"), p.stderr
+    return " ".join(lines)
+
+
+@pytest.fixture(scope="module")
+def demo_home(tmp_path_factory) -> Path:
+    home = tmp_path_factory.mktemp("home")
+    p = vigil("import", str(DEMO), "--space", "demo", home=home)
+    assert p.returncode == 0, p.stderr
+    return home
+
+
+def test_demo_investigation_names_the_root_cause(demo_home, tmp_path):
+    p = vigil("investigate", "--space", "demo", "--latest", "--format", "html", home=demo_home)
+    assert p.returncode == 0, p.stderr
+    assert "root cause: ts-travel-service" in " ".join(p.stdout.split())
+    report = Path(p.stdout.split("report:")[-1].split()[0])
+    html = report.read_text()
+    assert "<svg" in html and "ts-travel-service" in html and "http" not in html.split("<body>")[0]
+    inv_id = report.stem
+    md = vigil("report", inv_id, "--format", "md", "--out", str(tmp_path / "r.md"), home=demo_home)
+    assert md.returncode == 0, md.stderr
+    text = (tmp_path / "r.md").read_text()
+    assert "## Journal" in text and "queried logs" in text and "## Evidence" in text
+    js = vigil("report", inv_id, "--format", "json", "--out", str(tmp_path / "r.json"), home=demo_home)
+    data = json.loads((tmp_path / "r.json").read_text())
+    assert js.returncode == 0 and data["hypotheses"][0]["resource"] == "ts-travel-service"
+    assert data["investigation"]["status"] in ("concluded", "inconclusive")
+    assert any(j["kind"] == "query" and j["rows"] for j in data["journal"])
+
+
+def test_reimport_without_replace_keeps_data(demo_home):
+    p = vigil("import", str(DEMO), "--space", "demo", home=demo_home)
+    assert "already holds telemetry" in one_line_error(p)
+    p = vigil("spaces", home=demo_home)
+    assert p.returncode == 0 and "demo" in p.stdout
+
+
+def test_missing_folder(tmp_path):
+    assert "no such file" in one_line_error(vigil("import", str(tmp_path / "nope"), home=tmp_path / "h"))
+
+
+def test_unknown_format(tmp_path):
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "data.txt").write_text("hello")
+    assert "no recording in a known format" in one_line_error(vigil("import", str(tmp_path / "x"), home=tmp_path / "h"))
+
+
+def test_malformed_csv_stores_nothing(tmp_path):
+    day = tmp_path / "bad" / "rca_data" / "2023-01-29"
+    (day / "metric").mkdir(parents=True)
+    (day / "2023-01-29-fault_list.json").write_text(json.dumps({"08": [{
+        "inject_time": "2023-01-29 08:43:04", "inject_timestamp": "0", "inject_pod": "a-5f6585d649-fnmft",
+        "inject_type": "return"}]}))
+    with gzip.open(day / "metric" / "a-5f6585d649-fnmft_metric.csv.gz", "wb") as fh:
+        fh.write(b"\x00\xff garbage \xfe")
+    msg = one_line_error(vigil("import", str(tmp_path / "bad"), "--space", "bad", home=tmp_path / "h"))
+    assert "cannot read CSV" in msg
+    p = vigil("spaces", home=tmp_path / "h")
+    assert "bad" not in p.stdout
+
+
+def test_window_with_no_data_and_bad_time(demo_home):
+    msg = one_line_error(vigil("investigate", "--space", "demo", "--at", "2001-01-01T00:00:00Z", home=demo_home))
+    assert "window has no data" in msg
+    assert "cannot read time" in one_line_error(vigil("investigate", "--space", "demo", "--at", "yesterday-ish",
+                                                      home=demo_home))
+    assert "no space" in one_line_error(vigil("investigate", "--space", "ghost", "--latest", home=demo_home))
+    assert "unknown format" in one_line_error(vigil("investigate", "--space", "demo", "--latest", "--format", "pdf",
+                                                    home=demo_home))
