@@ -21,7 +21,7 @@ from vigil.errors import VigilError
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Vigil: a self-hosted, autonomous on-call agent.")
 console = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 
 
 def _progress() -> Progress:

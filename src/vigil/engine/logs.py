@@ -14,7 +14,7 @@ from drain3.template_miner_config import TemplateMinerConfig
 
 from vigil.engine.findings import Finding
 from vigil.engine.observation import Observation, Settings
-from vigil.engine.stats import poisson_z
+from vigil.engine.stats import effect, poisson_z
 from vigil.model import EvidenceKind
 
 logging.getLogger("drain3").setLevel(logging.WARNING)
@@ -47,7 +47,7 @@ class Templates:
 
 def mine_templates(bodies: pd.Series) -> Templates:
     config = TemplateMinerConfig()
-    config.drain_sim_th = 0.5
+    config.drain_sim_th = 0.6
     config.drain_depth = 4
     config.parametrize_numeric_tokens = True
     miner = TemplateMiner(config=config)
@@ -65,7 +65,7 @@ def analyze_logs(obs: Observation, s: Settings) -> list[Finding]:
     if lg.empty:
         return []
     ts = lg["ts"].to_numpy(dtype=float)
-    base_mask = obs.in_baseline(ts, s.event_lookback_s)
+    base_mask = obs.in_baseline(ts, s.event_lookback_s, min_marked=s.min_events)
     inc_mask = (ts >= obs.onset) & (ts <= obs.onset + s.after_s)
     keep = base_mask | inc_mask
     if not inc_mask.any():
@@ -96,11 +96,14 @@ def analyze_logs(obs: Observation, s: Settings) -> list[Finding]:
             z = poisson_z(i, expected)
             text = tpl.text.get(int(tid), "")
             errorish = bool(row["err"]) or bool(_ERROR_WORDS.search(text))
+            # error lines count fully; a shift in ordinary lines is weaker evidence, and only as big
+            # as the change is (a doubling or more counts fully)
+            size = effect(expected, i)
             if z > 0:
-                weight = 1.0 if errorish else 0.6
+                weight = 1.0 if errorish else 0.5 * size
                 kind = "new" if b == 0 else "more"
             else:
-                weight, kind = 0.5, ("gone" if i == 0 else "fewer")
+                weight, kind = 0.5 * size, ("gone" if i == 0 else "fewer")
             best.append((abs(z) * weight, kind, int(tid), {"before": b, "after": i, "expected": round(expected, 2),
                                                            "error": errorish, "z": round(z, 2)}))
         best.sort(key=lambda x: -x[0])

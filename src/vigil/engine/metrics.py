@@ -9,7 +9,7 @@ import pandas as pd
 
 from vigil.engine.findings import Finding
 from vigil.engine.observation import Observation, Settings
-from vigil.engine.stats import robust_location_scale
+from vigil.engine.stats import effect, robust_location_scale
 from vigil.model import EvidenceKind
 
 # Which way is "bad" for a kind of metric: +1 rising, -1 falling, 0 either.
@@ -18,11 +18,11 @@ _CATEGORIES: list[tuple[str, re.Pattern, int]] = [
     ("cpu", re.compile(r"cpu", re.I), 1),
     ("memory", re.compile(r"mem|rss|heap", re.I), 1),
     ("disk", re.compile(r"disk|fs_|filesystem|iops|io_|diskio", re.I), 1),
-    ("errors", re.compile(r"error|fail|5xx|exception", re.I), 1),
+    ("errors", re.compile(r"error|fail|5xx|exception|(?:^|[_-])err(?:$|[_-])", re.I), 1),
     ("success", re.compile(r"success|availability|apdex", re.I), -1),
-    ("latency", re.compile(r"latency|duration|response.?time|p\d\d|_rt$|elapsed", re.I), 1),
+    ("latency", re.compile(r"latency|duration|response.?time|p\d\d|_rt$|elapsed|(?:^|[_-])lat(?:$|[_-])", re.I), 1),
     ("network", re.compile(r"network|net_|receive|transmit|bytes|packet|socket|tcp", re.I), 0),
-    ("traffic", re.compile(r"workload|request|ops|qps|throughput|count|calls|sum", re.I), 0),
+    ("traffic", re.compile(r"workload|request|ops|qps|throughput|count|calls|sum|(?:^|[_-])lod(?:$|[_-])|load", re.I), 0),
     ("syscall", re.compile(r"syscall", re.I), 0),
 ]
 CATEGORY_WEIGHT = {"cpu": 1.0, "memory": 1.0, "disk": 1.0, "errors": 1.0, "success": 1.0, "latency": 1.0,
@@ -53,7 +53,7 @@ def analyze_metrics(obs: Observation, s: Settings) -> list[Finding]:
         ts = g["ts"].to_numpy(dtype=float)
         v = g["value"].to_numpy(dtype=float)
         step = series_step(ts)
-        base_mask = obs.in_baseline(ts, s.metric_lookback_s, guard_s=step)
+        base_mask = obs.in_baseline(ts, s.metric_lookback_s, guard_s=step, min_marked=s.min_baseline_points)
         end = obs.onset + max(s.after_s, s.min_after_samples * step)
         inc_mask = (ts >= obs.onset - step) & (ts <= end)
         base, inc = v[base_mask], v[inc_mask]
@@ -61,12 +61,20 @@ def analyze_metrics(obs: Observation, s: Settings) -> list[Finding]:
             continue
         med, scale = robust_location_scale(base)
         z = (inc - med) / scale
+        # a change should also be sharp: judged against the recent past too, so that slow drift
+        # (memory creeping up over the hour) does not look like an onset
+        recent = v[(ts >= obs.onset - s.recent_window_s) & (ts < obs.onset - step)]
+        if len(recent) >= s.min_recent_points:
+            rmed, rscale = robust_location_scale(recent)
+            zr = (inc - rmed) / rscale
+            z = np.where(np.abs(zr) < np.abs(z), zr, z)
         cat, direction = categorize(str(name))
         signed = z * direction if direction else np.abs(z)
-        peak = float(np.max(signed))
+        i_peak = int(np.argmax(signed))
+        peak = float(signed[i_peak])
         if not np.isfinite(peak) or peak <= 0:
             continue
-        peak = min(peak, s.z_cap)
+        peak = min(peak, s.z_cap) * effect(med, float(inc[i_peak]), scale)
         over = np.nonzero(signed >= 3.0)[0]
         first = float(ts[inc_mask][over[0]]) if len(over) else None
         near = (ts >= obs.onset - 1800.0) & (ts <= end)

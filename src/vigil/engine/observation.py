@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 
 from vigil.model import Alert, Topology
@@ -23,10 +24,13 @@ class Settings:
 
     metric_lookback_s: float = 3600.0     # pre-incident history for metric baselines
     event_lookback_s: float = 300.0       # pre-incident history for logs and spans (high volume)
+    recent_window_s: float = 900.0        # the recent past a metric change must also stand out from...
+    min_recent_points: int = 5            # ...when it holds this many samples
     after_s: float = 300.0                # incident window after onset...
     min_after_samples: int = 2            # ...but at least this many samples of a series after onset
     z_cap: float = 50.0                   # robust z beyond this is "certainly changed"; cap to keep sums sane
     min_events: int = 5                   # fewer events than this in both windows: too little to say anything
+    min_baseline_points: int = 10         # a marked fault-free window must hold this many points of a series
     candidate_kinds: tuple[str, ...] = ("service", "database", "queue", "function", "resource", "")
     inconclusive_margin: float = 0.15     # top-1 confidence below this, or no signal: inconclusive
 
@@ -42,10 +46,19 @@ class Observation:
     baselines: list[tuple[float, float]] = field(default_factory=list)
     alert: Alert | None = None
 
-    def in_baseline(self, ts, lookback_s: float, guard_s: float = 0.0):
-        """Boolean mask: timestamps in a marked fault-free window, or in the recent pre-incident window."""
-        mask = (ts >= self.onset - lookback_s) & (ts < self.onset - guard_s)
+    def marked_baseline(self, ts):
+        """Boolean mask: timestamps inside a window marked fault-free (before the onset)."""
+        mask = np.zeros(len(ts), dtype=bool)
         for a, b in self.baselines:
             if b <= self.onset:
                 mask |= (ts >= a) & (ts <= b)
         return mask
+
+    def in_baseline(self, ts, lookback_s: float, guard_s: float = 0.0, min_marked: int = 1):
+        """Boolean mask of the baseline: fault-free data when the source marks some (and it holds at
+        least ``min_marked`` points), otherwise the recent pre-incident window."""
+        ts = np.asarray(ts, dtype=float)
+        marked = self.marked_baseline(ts)
+        if marked.sum() >= min_marked:
+            return marked
+        return (ts >= self.onset - lookback_s) & (ts < self.onset - guard_s)

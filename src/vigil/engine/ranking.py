@@ -17,8 +17,14 @@ from vigil.engine.stats import squash
 from vigil.engine.traces import analyze_traces, call_edges
 from vigil.model import EdgeKind, EvidenceKind, FaultKind, Hypothesis
 
-# How much one strong signal of each kind counts, before combination (noisy-OR).
-_SIGNAL_HALF = {EvidenceKind.METRIC: 8.0, EvidenceKind.LOG: 6.0, EvidenceKind.TRACE: 6.0, EvidenceKind.CHANGE: 5.0}
+# A score is judged against how anomalous everything else looks in the same window (contrast): an
+# anomaly every service shows does not localise anything. FLOOR is the score that counts as "clearly
+# anomalous" for each signal when nothing else is (robust z ~ 3; Anscombe-Poisson z ~ 3).
+_FLOOR = {EvidenceKind.METRIC: 3.0, EvidenceKind.LOG: 3.0, EvidenceKind.TRACE: 3.0, EvidenceKind.CHANGE: 1.0}
+_CONTRAST_HALF = 2.0      # a finding twice the typical level counts half
+# Categories whose symptoms travel from a callee to its callers; a cause's callers show them too.
+_PROPAGATING = {"latency", "errors", "success", "template", "operation", "traffic", "syscall", "other"}
+_EXPLAIN = 0.8            # how much of a propagating symptom a worse-looking dependency can explain away
 
 
 @dataclass
@@ -30,9 +36,49 @@ class Analysis:
     findings: list[Finding] = field(default_factory=list)
 
 
+def _weight(f: Finding) -> float:
+    return CATEGORY_WEIGHT.get(f.category, 1.0) if f.signal is EvidenceKind.METRIC else 1.0
+
+
 def _strength(f: Finding) -> float:
-    w = CATEGORY_WEIGHT.get(f.category, 1.0) if f.signal is EvidenceKind.METRIC else 1.0
-    return w * squash(f.score, _SIGNAL_HALF[f.signal])
+    return _weight(f) * squash(f.score / _FLOOR[f.signal], _CONTRAST_HALF)
+
+
+def _contrast(by_res: dict[str, list[Finding]]) -> dict[str, dict[tuple, float]]:
+    """Per resource and (signal, category): the best finding's strength relative to the typical level of
+    that (signal, category) across all candidate resources."""
+    best: dict[str, dict[tuple, float]] = {}
+    for r, fs in by_res.items():
+        for f in fs:
+            key = (f.signal, f.category)
+            best.setdefault(r, {})[key] = max(best.get(r, {}).get(key, 0.0), f.score)
+    keys = {k for d in best.values() for k in d}
+    n = len(best)
+    out: dict[str, dict[tuple, float]] = {r: {} for r in best}
+    for key in keys:
+        vals = sorted((d.get(key, 0.0) for d in best.values()), reverse=True)
+        typical = vals[n // 2] if n else 0.0
+        level = max(typical, _FLOOR[key[0]])
+        w = CATEGORY_WEIGHT.get(key[1], 1.0) if key[0] is EvidenceKind.METRIC else 1.0
+        for r, d in best.items():
+            if key in d:
+                out[r][key] = w * squash(d[key] / level, _CONTRAST_HALF)
+    return out
+
+
+def _noisy_or(values) -> float:
+    return 1.0 - math.prod(1.0 - v for v in values)
+
+
+def _across_signals(strengths: dict[tuple, float], keep) -> float:
+    """The strongest category within each signal type, combined across signal types: agreement of
+    independent modalities (metrics, logs, traces, changes) adds up; many noisy categories of one
+    modality do not."""
+    per_signal: dict[EvidenceKind, float] = {}
+    for (sig, cat), v in strengths.items():
+        if keep(cat):
+            per_signal[sig] = max(per_signal.get(sig, 0.0), v)
+    return _noisy_or(per_signal.values())
 
 
 def _graph(obs: Observation) -> nx.DiGraph:
@@ -100,26 +146,29 @@ def analyze(obs: Observation, settings: Settings | None = None) -> Analysis:
         if f.resource in candidates:
             by_res.setdefault(f.resource, []).append(f)
 
-    # noisy-OR of the strongest finding per signal kind
+    strengths = _contrast(by_res)
     own: dict[str, float] = {}
-    for r, fs in by_res.items():
-        best: dict[EvidenceKind, float] = {}
-        for f in fs:
-            best[f.signal] = max(best.get(f.signal, 0.0), _strength(f))
-        own[r] = 1.0 - math.prod(1.0 - v for v in best.values())
+    prop: dict[str, float] = {}
+    local: dict[str, float] = {}
+    for r, d in strengths.items():
+        prop[r] = _across_signals(d, lambda cat: cat in _PROPAGATING)
+        local[r] = _across_signals(d, lambda cat: cat not in _PROPAGATING)
+        own[r] = _noisy_or((prop[r], local[r]))
 
-    # topology: a resource whose (transitive) dependency looks at least as bad is likely a victim
+    # topology: symptoms that propagate (latency, errors, changed behaviour) are discounted when a
+    # dependency of the resource looks at least as bad; local evidence (saturation, changes) is not
     g = _graph(obs)
     final: dict[str, float] = {}
     explained_by: dict[str, str] = {}
-    for r, sc in own.items():
+    for r in own:
         worst_dep, worst = None, 0.0
         if r in g:
             for d in nx.descendants(g, r):
                 if own.get(d, 0.0) > worst:
                     worst_dep, worst = d, own[d]
-        final[r] = sc * (1.0 - 0.5 * min(worst / sc, 1.0)) if worst_dep and sc > 0 else sc
-        if worst_dep and worst >= sc:
+        expl = _EXPLAIN * min(worst / prop[r], 1.0) if worst_dep and prop[r] > 0 else 0.0
+        final[r] = _noisy_or((prop[r] * (1.0 - expl), local[r]))
+        if worst_dep and expl > 0.5 * _EXPLAIN:
             explained_by[r] = worst_dep
 
     ranked = sorted(final.items(), key=lambda kv: -kv[1])
@@ -138,6 +187,8 @@ def analyze(obs: Observation, settings: Settings | None = None) -> Analysis:
             if affected:
                 path = list(reversed(nx.shortest_path(g, affected[0], r)))
         ev = sorted(by_res[r], key=_strength, reverse=True)[:6]
+        if r in explained_by:
+            why += f" (may be inherited from {explained_by[r]})"
         hyps.append(Hypothesis(rank=rank, resource=r, fault_kind=fk, confidence=round(min(max(conf, 0.0), 1.0), 3),
                                score=round(sc, 4), why=why, evidence=[f.evidence() for f in ev], path=path))
     inconclusive = not hyps or hyps[0].confidence < s.inconclusive_margin

@@ -34,3 +34,10 @@ def squash(x: float, half: float) -> float:
     """Map a non-negative score to [0, 1): ``half`` maps to 0.5."""
     x = max(x, 0.0)
     return x / (x + half)
+
+
+def effect(before: float, after: float, scale: float = 0.0) -> float:
+    """Size of a change as a fraction in [0, 1]: 0 for no change, 1 for a doubling (or halving) or
+    more. Statistically clear but tiny shifts (memory 21.3 -> 21.9 %) should not read as incidents."""
+    ref = max(abs(before), scale, 1e-12)
+    return min(abs(after - before) / ref, 1.0)

@@ -9,7 +9,7 @@ import pandas as pd
 
 from vigil.engine.findings import Finding
 from vigil.engine.observation import Observation, Settings
-from vigil.engine.stats import poisson_z, robust_location_scale
+from vigil.engine.stats import effect, poisson_z, robust_location_scale
 from vigil.model import Edge, EdgeKind, EdgeSource, EvidenceKind
 
 
@@ -50,7 +50,7 @@ def analyze_traces(obs: Observation, s: Settings) -> list[Finding]:
     if sp.empty:
         return []
     t = sp["start"].to_numpy(dtype=float)
-    base_mask = obs.in_baseline(t, s.event_lookback_s)
+    base_mask = obs.in_baseline(t, s.event_lookback_s, min_marked=s.min_events)
     inc_mask = (t >= obs.onset) & (t <= obs.onset + s.after_s)
     if not inc_mask.any() or not base_mask.any():
         return []
@@ -68,7 +68,7 @@ def analyze_traces(obs: Observation, s: Settings) -> list[Finding]:
         b_self, i_self = g["self_ms"].to_numpy()[~inc], g["self_ms"].to_numpy()[inc]
         nb, ni = len(b_self), len(i_self)
         if nb >= 3 and ni >= 3:
-            z = _shift(b_self, i_self)
+            z = _shift(b_self, i_self) * effect(float(np.median(b_self)), float(np.median(i_self)))
             if z > 0:
                 per_service.setdefault(str(res), []).append((z, str(op), {
                     "operation": str(op), "self_ms_before": float(np.median(b_self)),
@@ -76,7 +76,7 @@ def analyze_traces(obs: Observation, s: Settings) -> list[Finding]:
                     "exemplar_trace": str(g["trace_id"].to_numpy()[inc][np.argmax(i_self)])}))
         if total_b and nb + ni >= s.min_events:
             expected = (nb + 0.5) / (total_b + 1) * total_i
-            z = poisson_z(ni, expected)
+            z = poisson_z(ni, expected) * effect(expected, ni)
             volume.setdefault(str(res), []).append((abs(z), str(op), {
                 "operation": str(op), "spans_before": nb, "spans_after": ni, "expected": round(expected, 1),
                 "z": round(z, 2)}))

@@ -14,10 +14,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from vigil.errors import InputError
-from vigil.model import Alert, FaultKind
+from vigil.model import Alert, Edge, EdgeKind, EdgeSource, FaultKind
 from vigil.store.telemetry import TelemetryWriter
 
 log = logging.getLogger("vigil.ingest")
@@ -125,6 +126,100 @@ def level_of(text: str) -> str:
     if not m:
         return ""
     return _LEVEL_NORMAL.get(m.group(1), m.group(1))
+
+
+# Fault names of the chaos-injection benchmarks (RCD, RCAEval) and the fault kind each one is.
+# f1..f5 are RCAEval's code-level faults (injected exceptions and bugs).
+CHAOS_FAULT_KINDS = {
+    "cpu": FaultKind.CPU, "mem": FaultKind.MEMORY, "memory": FaultKind.MEMORY, "disk": FaultKind.DISK,
+    "delay": FaultKind.NETWORK_DELAY, "loss": FaultKind.NETWORK_LOSS, "socket": FaultKind.NETWORK_LOSS,
+    **{f"f{i}": FaultKind.ERROR for i in range(1, 6)},
+}
+
+
+def _unit_divisor(v: np.ndarray) -> float:
+    """Epoch numbers in s, ms, µs or ns, told apart by magnitude (the 1970s are not recorded)."""
+    finite = np.abs(v[np.isfinite(v)])
+    mag = float(np.median(finite)) if len(finite) else 0.0
+    for limit, div in ((1e17, 1e9), (1e14, 1e6), (1e11, 1e3)):
+        if mag >= limit:
+            return div
+    return 1.0
+
+
+def epoch_numbers(values) -> np.ndarray:
+    """Numeric epoch times (s/ms/µs/ns) as epoch seconds; unparseable values become NaN."""
+    v = pd.to_numeric(pd.Series(values), errors="coerce").to_numpy(dtype=float)
+    return v / _unit_divisor(v)
+
+
+def epoch_seconds(values, what: str) -> np.ndarray:
+    """A time column as epoch seconds: numbers (s, ms, µs or ns) or datetime strings (naive ones are
+    UTC). Raises InputError naming ``what`` when a value is neither."""
+    s = pd.Series(values)
+    num = pd.to_numeric(s, errors="coerce")
+    if len(s) and num.notna().all():
+        v = num.to_numpy(dtype=float)
+        return v / _unit_divisor(v)
+    dt = pd.to_datetime(s.astype(object).where(s.notna(), None), utc=True, errors="coerce", format="mixed")
+    unread = dt.isna().to_numpy()
+    bad = s[unread & num.isna().to_numpy()] if (unread & num.isna().to_numpy()).any() else s[unread]
+    if len(bad):
+        shown = "" if pd.isna(bad.iloc[0]) else str(bad.iloc[0])
+        raise InputError(f"{what}: unreadable time value {shown!r} (data row {bad.index[0] + 1})")
+    return (dt - pd.Timestamp(0, tz="UTC")).dt.total_seconds().to_numpy(dtype=float)
+
+
+def split_metric_columns(columns, services=()) -> dict[str, tuple[str, str]]:
+    """``<service>_<metric>`` column names to (resource, metric name). Service names may hold '-' and
+    metric names '_' (``front-end_lat_90``), so the resource is the longest known service the column
+    starts with; known services are ``services`` plus every column's part before its first '_'."""
+    cols = [str(c) for c in columns]
+    known = {c.split("_", 1)[0] for c in cols} | {s for s in services if s}
+    by_length = sorted(known, key=len, reverse=True)
+    out = {}
+    for c in cols:
+        res = next((s for s in by_length if c.startswith(s + "_")), None)
+        if res is None:
+            res = c.split("_", 1)[0]
+        out[c] = (res, c[len(res) + 1:] or "value")
+    return out
+
+
+def wide_metrics(df: pd.DataFrame, path: Path, services=(), ts: np.ndarray | None = None) -> pd.DataFrame:
+    """A ``time`` + ``<service>_<metric>`` table (RCD, RCAEval) in long form: resource, name, ts, value.
+    ``ts`` overrides the parsed ``time`` column (e.g. shifted times)."""
+    if "time" not in df.columns:
+        raise InputError(f"{path}: no 'time' column (expected time plus <service>_<metric> columns)")
+    if ts is None:
+        ts = epoch_seconds(df["time"], str(path))
+    cols = [c for c in df.columns if c != "time" and not str(c).startswith("Unnamed:")]
+    if not cols:
+        raise InputError(f"{path}: no metric columns besides 'time'")
+    names = split_metric_columns(cols, services)
+    values = df[cols].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float)
+    n = len(df)
+    long = pd.DataFrame({
+        "resource": np.repeat([names[str(c)][0] for c in cols], n),
+        "name": np.repeat([names[str(c)][1] for c in cols], n),
+        "ts": np.tile(np.asarray(ts, dtype=float), len(cols)),
+        "value": values.ravel(order="F"),
+    })
+    long = long[np.isfinite(long["value"].to_numpy()) & np.isfinite(long["ts"].to_numpy())]
+    if long.empty:
+        raise InputError(f"{path}: no numeric metric values")
+    return long.reset_index(drop=True)
+
+
+def trace_edges(spans: pd.DataFrame) -> list[Edge]:
+    """Caller -> callee service edges from parent/child spans."""
+    if spans.empty:
+        return []
+    parents = spans[["span_id", "resource"]].rename(columns={"span_id": "parent_id", "resource": "caller"})
+    joined = spans[["parent_id", "resource"]].merge(parents, on="parent_id")
+    pairs = joined[joined["caller"] != joined["resource"]].groupby(["caller", "resource"]).size()
+    return [Edge(src=a, dst=b, kind=EdgeKind.CALLS, source=EdgeSource.TRACES, weight=float(n))
+            for (a, b), n in pairs.items()]
 
 
 # -- discovery ----------------------------------------------------------------------------------

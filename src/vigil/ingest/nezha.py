@@ -16,7 +16,17 @@ import pandas as pd
 
 from vigil.errors import InputError
 from vigil.ingest.base import (
-    Case, Label, Recording, csv_stem, level_of, list_csv, log, read_csv, service_of_pod, walk_dirs,
+    Case,
+    Label,
+    Recording,
+    csv_stem,
+    level_of,
+    list_csv,
+    log,
+    read_csv,
+    service_of_pod,
+    trace_edges,
+    walk_dirs,
 )
 from vigil.model import Alert, Edge, EdgeKind, EdgeSource, FaultKind, Resource, Topology
 from vigil.store.telemetry import TelemetryWriter
@@ -157,17 +167,6 @@ def _spans(folder: Path, warnings: list[str]) -> pd.DataFrame:
             "error": False,
         }))
     return pd.concat(frames, ignore_index=True).dropna(subset=["start", "duration_ms"]) if frames else pd.DataFrame()
-
-
-def trace_edges(spans: pd.DataFrame) -> list[Edge]:
-    """Caller -> callee service edges from parent/child spans."""
-    if spans.empty:
-        return []
-    parents = spans[["span_id", "resource"]].rename(columns={"span_id": "parent_id", "resource": "caller"})
-    joined = spans[["parent_id", "resource"]].merge(parents, on="parent_id")
-    pairs = joined[joined["caller"] != joined["resource"]].groupby(["caller", "resource"]).size()
-    return [Edge(src=a, dst=b, kind=EdgeKind.CALLS, source=EdgeSource.TRACES, weight=float(n))
-            for (a, b), n in pairs.items()]
 
 
 def load_day(w: TelemetryWriter, space: str, day_dir: Path, baseline_dir: Path, cases: list[Case]) -> list[str]:
