@@ -60,75 +60,109 @@ def mine_templates(bodies: pd.Series) -> Templates:
     return Templates(ids=cluster_of[inverse], text=text)
 
 
+def _shift_z(i: np.ndarray, b: np.ndarray, I: int, B: int) -> np.ndarray:
+    """Signed Anscombe-Poisson z of each template's incident count against its expected count from
+    the reference window, normalised by the service's volume (a traffic change moves every template
+    alike and is not a shift)."""
+    if B <= 0:
+        return np.array([poisson_z(x, 0.5) for x in i])
+    expected = (b + 0.5) / (B + 0.5 * len(b)) * I
+    return np.array([poisson_z(x, e) for x, e in zip(i, expected, strict=False)])
+
+
 def analyze_logs(obs: Observation, s: Settings) -> list[Finding]:
     lg = obs.logs
     if lg.empty:
         return []
     ts = lg["ts"].to_numpy(dtype=float)
     base_mask = obs.in_baseline(ts, s.event_lookback_s, min_marked=s.min_events)
+    recent_mask = (ts >= obs.onset - s.event_lookback_s) & (ts < obs.onset)
     inc_mask = (ts >= obs.onset) & (ts <= obs.onset + s.after_s)
-    keep = base_mask | inc_mask
     if not inc_mask.any():
         return []
-    lg = lg[keep]
-    base_mask, inc_mask = base_mask[keep], inc_mask[keep]
+    keep = base_mask | recent_mask | inc_mask
+    lg = lg[keep].reset_index(drop=True)
+    base_mask, recent_mask, inc_mask = base_mask[keep], recent_mask[keep], inc_mask[keep]
+    separate_recent = bool((recent_mask & ~base_mask).any())
     tpl = mine_templates(lg["body"])
     level = lg["level"].fillna("").astype(str).str.upper().to_numpy()
-    is_err_line = (level == "ERROR") | (level == "WARN")
     frame = pd.DataFrame({"resource": lg["resource"].to_numpy(), "tpl": tpl.ids, "base": base_mask,
-                          "inc": inc_mask, "err": is_err_line})
-    findings: list[Finding] = []
-    bodies = lg["body"].astype(str).to_numpy()
-    tss = lg["ts"].to_numpy(dtype=float)
+                          "recent": recent_mask, "inc": inc_mask, "err": (level == "ERROR") | (level == "WARN")})
+    errorish_tpl = {t: bool(_ERROR_WORDS.search(x)) for t, x in tpl.text.items()}
+
+    per_res: dict[str, pd.DataFrame] = {}
+    elevated: set[tuple[str, int]] = set()
     for resource, g in frame.groupby("resource", sort=False):
-        B, I = int(g["base"].sum()), int(g["inc"].sum())
+        B, R, I = int(g["base"].sum()), int(g["recent"].sum()), int(g["inc"].sum())
         if B + I < s.min_events:
             continue
-        counts = g.groupby("tpl").agg(b=("base", "sum"), i=("inc", "sum"), err=("err", "max"))
-        K = len(counts)
-        best: list[tuple[float, str, int, dict]] = []
-        for tid, row in counts.iterrows():
-            b, i = int(row["b"]), int(row["i"])
-            if B > 0:
-                expected = (b + 0.5) / (B + 0.5 * K) * I
-            else:
-                expected = 0.5
-            z = poisson_z(i, expected)
-            text = tpl.text.get(int(tid), "")
-            errorish = bool(row["err"]) or bool(_ERROR_WORDS.search(text))
-            # error lines count fully; a shift in ordinary lines is weaker evidence, and only as big
-            # as the change is (a doubling or more counts fully)
-            size = effect(expected, i)
-            if z > 0:
-                weight = 1.0 if errorish else 0.5 * size
-                kind = "new" if b == 0 else "more"
-            else:
-                weight, kind = 0.5 * size, ("gone" if i == 0 else "fewer")
-            best.append((abs(z) * weight, kind, int(tid), {"before": b, "after": i, "expected": round(expected, 2),
-                                                           "error": errorish, "z": round(z, 2)}))
-        best.sort(key=lambda x: -x[0])
-        if not best or best[0][0] <= 0:
+        c = g.groupby("tpl").agg(b=("base", "sum"), r=("recent", "sum"), i=("inc", "sum"), err=("err", "max"))
+        i, b, r = c["i"].to_numpy(float), c["b"].to_numpy(float), c["r"].to_numpy(float)
+        z = _shift_z(i, b, I, B)
+        if separate_recent and R >= s.min_events:
+            # new relative to both the fault-free baseline and the minutes just before the onset
+            zr = _shift_z(i, r, I, R)
+            z = np.where(z > 0, np.minimum(z, zr), np.maximum(z, zr))
+        c["z"] = z
+        c["error"] = c["err"].to_numpy(bool) | np.array([errorish_tpl.get(int(t), False) for t in c.index])
+        expected = (b + 0.5) / (B + 0.5 * len(b)) * I if B > 0 else np.full(len(b), 0.5)
+        c["expected"] = expected
+        c["size"] = [effect(e, x) for e, x in zip(expected, i, strict=False)]
+        # error lines count fully; a shift in ordinary lines is weaker evidence, and only as big as
+        # the change is (a doubling or more counts fully)
+        c["weighted"] = np.where(c["error"] & (z > 0), z, np.abs(z) * 0.5 * c["size"].to_numpy())
+        per_res[str(resource)] = c
+        for t in c.index[(c["error"].to_numpy()) & (z >= 2.0) & (i >= 2)]:
+            elevated.add((str(resource), int(t)))
+
+    origin = _error_origins(lg, frame, elevated)
+    bodies = lg["body"].astype(str).to_numpy()
+    tss = lg["ts"].to_numpy(dtype=float)
+    findings: list[Finding] = []
+    for resource, c in per_res.items():
+        c = c.sort_values("weighted", ascending=False)
+        top = c.iloc[0]
+        score = float(top["weighted"])
+        if score <= 0:
             continue
-        # error-level share
-        eb, ei = int((g["err"] & g["base"]).sum()), int((g["err"] & g["inc"]).sum())
-        z_err = poisson_z(ei, (eb + 0.5) / (B + 1) * I) if I else 0.0
-        score, kind, tid, info = best[0]
-        top_err = info["error"] and kind in ("new", "more")
-        if z_err > score:
-            score = z_err
-            top_err = True
-        idx = np.nonzero((g["tpl"].to_numpy() == tid) & g["inc"].to_numpy())[0]
-        rows = g.index[idx] if len(idx) else g.index[np.nonzero(g["tpl"].to_numpy() == tid)[0]]
-        pos = lg.index.get_indexer(rows[:3])
-        samples = [bodies[p][:400] for p in pos if p >= 0]
-        first = float(tss[pos[0]]) if len(pos) and pos[0] >= 0 and info["after"] else None
-        templates = [{"template": tpl.text.get(t, "")[:300], "shift": k, **inf} for _, k, t, inf in best[:5]]
+        tid = int(c.index[0])
+        z, b, i = float(top["z"]), int(top["b"]), int(top["i"])
+        kind = ("new" if b == 0 else "more") if z > 0 else ("gone" if i == 0 else "fewer")
+        is_err = bool(top["error"]) and z > 0
+        votes, traces = origin.get(resource, (0, 0))
+        share = votes / traces if traces else 1.0
+        if is_err and traces:
+            score *= 0.5 + 0.5 * share     # its errors mostly follow another service's errors: likely inherited
+        g = frame[frame["resource"] == resource]
+        rows = g.index[(g["tpl"].to_numpy() == tid) & (g["inc"].to_numpy() if i else True)][:3]
+        samples = [bodies[p][:400] for p in rows]
+        templates = [{"template": tpl.text.get(int(t), "")[:300],
+                      "shift": ("new" if r.b == 0 else "more") if r.z > 0 else ("gone" if r.i == 0 else "fewer"),
+                      "before": int(r.b), "just_before": int(r.r), "after": int(r.i), "expected": round(r.expected, 2),
+                      "error": bool(r.error), "z": round(float(r.z), 2)}
+                     for t, r in zip(c.index[:5], c.iloc[:5].itertuples(), strict=False)]
         findings.append(Finding(
-            resource=str(resource), signal=EvidenceKind.LOG, category="errors" if top_err else "template",
-            score=score,
-            title=(f"log template {kind}: '{tpl.text.get(tid, '')[:120]}' ({info['before']} before, "
-                   f"{info['after']} after)"),
-            first_ts=first,
-            detail={"templates": templates, "samples": samples, "error_lines_before": eb, "error_lines_after": ei,
-                    "lines_before": B, "lines_after": I, "error_share_z": round(z_err, 2)}))
+            resource=resource, signal=EvidenceKind.LOG, category="errors" if is_err else "template", score=score,
+            title=f"log template {kind}: '{tpl.text.get(tid, '')[:120]}' ({b} before, {i} after)",
+            first_ts=float(tss[rows[0]]) if len(rows) and i else None,
+            detail={"templates": templates, "samples": samples, "error_origin_traces": votes,
+                    "error_traces": traces, "lines_before": int(g["base"].sum()),
+                    "lines_after": int(g["inc"].sum())}))
     return findings
+
+
+def _error_origins(lg: pd.DataFrame, frame: pd.DataFrame, elevated: set[tuple[str, int]]) -> dict[str, tuple[int, int]]:
+    """For traces carrying newly elevated error lines: in how many is a service's error the first one
+    (the origin), out of how many traces it logged such an error in."""
+    if not elevated:
+        return {}
+    key = list(zip(frame["resource"].astype(str), frame["tpl"].astype(int), strict=False))
+    hit = np.array([k in elevated for k in key]) & frame["inc"].to_numpy() & (lg["trace_id"].fillna("").astype(str)
+                                                                               .str.len().to_numpy() > 0)
+    if not hit.any():
+        return {}
+    ev = pd.DataFrame({"trace": lg["trace_id"].to_numpy()[hit], "resource": frame["resource"].to_numpy()[hit],
+                       "ts": lg["ts"].to_numpy(dtype=float)[hit]}).sort_values("ts")
+    first = ev.groupby("trace")["resource"].first().value_counts()
+    seen = ev.drop_duplicates(["trace", "resource"])["resource"].value_counts()
+    return {str(r): (int(first.get(r, 0)), int(n)) for r, n in seen.items()}

@@ -25,7 +25,7 @@ _CATEGORIES: list[tuple[str, re.Pattern, int]] = [
     ("traffic", re.compile(r"workload|request|ops|qps|throughput|count|calls|sum|(?:^|[_-])lod(?:$|[_-])|load", re.I), 0),
     ("syscall", re.compile(r"syscall", re.I), 0),
 ]
-CATEGORY_WEIGHT = {"cpu": 1.0, "memory": 1.0, "disk": 1.0, "errors": 1.0, "success": 1.0, "latency": 1.0,
+CATEGORY_WEIGHT = {"excess": 1.0, "cpu": 1.0, "memory": 1.0, "disk": 1.0, "errors": 1.0, "success": 1.0, "latency": 1.0,
                    "network": 0.8, "syscall": 0.6, "traffic": 0.5, "host": 0.3, "other": 0.5}
 
 
@@ -70,6 +70,11 @@ def analyze_metrics(obs: Observation, s: Settings) -> list[Finding]:
             z = np.where(np.abs(zr) < np.abs(z), zr, z)
         cat, direction = categorize(str(name))
         signed = z * direction if direction else np.abs(z)
+        # judged against the worst the baseline itself shows: a spiky series must spike harder
+        zb = (base - med) / scale
+        zb = np.sort(zb * direction if direction else np.abs(zb))
+        worst = float(zb[-2]) if len(zb) >= 2 else 0.0     # second largest: one outlier does not set the bar
+        signed = signed / max(worst / s.outlier_z, 1.0)
         i_peak = int(np.argmax(signed))
         peak = float(signed[i_peak])
         if not np.isfinite(peak) or peak <= 0:

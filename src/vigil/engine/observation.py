@@ -28,6 +28,7 @@ class Settings:
     min_recent_points: int = 5            # ...when it holds this many samples
     after_s: float = 300.0                # incident window after onset...
     min_after_samples: int = 2            # ...but at least this many samples of a series after onset
+    outlier_z: float = 3.0                # a baseline's own spikes beyond this raise the bar proportionally
     z_cap: float = 50.0                   # robust z beyond this is "certainly changed"; cap to keep sums sane
     min_events: int = 5                   # fewer events than this in both windows: too little to say anything
     min_baseline_points: int = 10         # a marked fault-free window must hold this many points of a series

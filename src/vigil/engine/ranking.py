@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import networkx as nx
 
 from vigil.engine.changes import analyze_changes
+from vigil.engine.decompose import analyze_excess
 from vigil.engine.findings import Finding
 from vigil.engine.logs import analyze_logs
 from vigil.engine.metrics import CATEGORY_WEIGHT, analyze_metrics
@@ -21,6 +22,8 @@ from vigil.model import EdgeKind, EvidenceKind, FaultKind, Hypothesis
 # anomaly every service shows does not localise anything. FLOOR is the score that counts as "clearly
 # anomalous" for each signal when nothing else is (robust z ~ 3; Anscombe-Poisson z ~ 3).
 _FLOOR = {EvidenceKind.METRIC: 3.0, EvidenceKind.LOG: 3.0, EvidenceKind.TRACE: 3.0, EvidenceKind.CHANGE: 1.0}
+# Excess decomposition scores are shares of the symptom (0..1): a tenth of it is clearly something.
+_CATEGORY_FLOOR = {"excess": 0.1}
 _CONTRAST_HALF = 2.0      # a finding twice the typical level counts half
 # Categories whose symptoms travel from a callee to its callers; a cause's callers show them too.
 _PROPAGATING = {"latency", "errors", "success", "template", "operation", "traffic", "syscall", "other"}
@@ -40,8 +43,12 @@ def _weight(f: Finding) -> float:
     return CATEGORY_WEIGHT.get(f.category, 1.0) if f.signal is EvidenceKind.METRIC else 1.0
 
 
+def _floor(signal: EvidenceKind, category: str) -> float:
+    return _CATEGORY_FLOOR.get(category, _FLOOR[signal])
+
+
 def _strength(f: Finding) -> float:
-    return _weight(f) * squash(f.score / _FLOOR[f.signal], _CONTRAST_HALF)
+    return _weight(f) * squash(f.score / _floor(f.signal, f.category), _CONTRAST_HALF)
 
 
 def _contrast(by_res: dict[str, list[Finding]]) -> dict[str, dict[tuple, float]]:
@@ -57,8 +64,8 @@ def _contrast(by_res: dict[str, list[Finding]]) -> dict[str, dict[tuple, float]]
     out: dict[str, dict[tuple, float]] = {r: {} for r in best}
     for key in keys:
         vals = sorted((d.get(key, 0.0) for d in best.values()), reverse=True)
-        typical = vals[n // 2] if n else 0.0
-        level = max(typical, _FLOOR[key[0]])
+        typical = vals[n // 4] if n else 0.0    # the upper quartile: a cause must stand out from it
+        level = max(typical, _floor(*key))
         w = CATEGORY_WEIGHT.get(key[1], 1.0) if key[0] is EvidenceKind.METRIC else 1.0
         for r, d in best.items():
             if key in d:
@@ -74,10 +81,11 @@ def _across_signals(strengths: dict[tuple, float], keep) -> float:
     """The strongest category within each signal type, combined across signal types: agreement of
     independent modalities (metrics, logs, traces, changes) adds up; many noisy categories of one
     modality do not."""
-    per_signal: dict[EvidenceKind, float] = {}
+    per_signal: dict[str, float] = {}
     for (sig, cat), v in strengths.items():
         if keep(cat):
-            per_signal[sig] = max(per_signal.get(sig, 0.0), v)
+            family = "excess" if cat == "excess" else sig.value   # the decomposition is its own modality
+            per_signal[family] = max(per_signal.get(family, 0.0), v)
     return _noisy_or(per_signal.values())
 
 
@@ -131,8 +139,8 @@ def analyze(obs: Observation, settings: Settings | None = None) -> Analysis:
     s = settings or Settings()
     notes: list[tuple[str, str, dict]] = []
     findings: list[Finding] = []
-    for name, fn in (("metrics", analyze_metrics), ("logs", analyze_logs), ("traces", analyze_traces),
-                     ("changes", analyze_changes)):
+    for name, fn in (("metrics", analyze_metrics), ("excess", analyze_excess), ("logs", analyze_logs),
+                     ("traces", analyze_traces), ("changes", analyze_changes)):
         got = fn(obs, s)
         findings.extend(got)
         top = sorted(got, key=lambda f: -f.score)[:3]

@@ -1,0 +1,184 @@
+"""Excess-volume decomposition over the call graph.
+
+Latency-seconds and error counts add up along synchronous calls; relative changes and z-scores do
+not. For every node with request counts we compute, per incident bucket, its *excess* over its own
+pre-incident level (latency: requests x (mean latency - baseline mean); errors: errors - requests x
+baseline error rate) and subtract what its callees' positive excess accounts for. What is left is the
+node's own contribution. Along a chain that all shows one fault, the deepest node keeps the excess
+and its callers net out to about zero.
+
+A node with no traffic before the incident has no baseline: it gets no score and no excess, so errors
+it shows stay with its caller. Latency excess is shrunk by one standard error of the node's baseline
+latency spread (from its percentiles, if it reports them), so noisy low-traffic nodes do not win on
+noise. The result is expressed as the share of the alerting node's excess (or of all excess, when the
+alert names no node) that each node explains on its own."""
+
+from __future__ import annotations
+
+import re
+
+import networkx as nx
+import numpy as np
+import pandas as pd
+
+from vigil.engine.findings import Finding
+from vigil.engine.metrics import categorize, series_step
+from vigil.engine.observation import Observation, Settings
+from vigil.model import EdgeKind, EvidenceKind
+
+_MEAN = re.compile(r"average|avg|mean", re.I)
+_MEDIAN = re.compile(r"p50|median|(?:^|[^0-9])50(?:$|[^0-9])", re.I)
+_Q90 = re.compile(r"p90|(?:^|[^0-9])90(?:$|[^0-9])", re.I)
+_Q99 = re.compile(r"p99|(?:^|[^0-9])99(?:$|[^0-9])", re.I)
+_COUNT = re.compile(r"request|count|sum|workload|ops|calls|lod|throughput", re.I)
+Z90, Z99 = 1.2816, 2.3263
+
+
+def _pick(names: list[str], pattern: re.Pattern) -> str | None:
+    hits = sorted(n for n in names if pattern.search(n))
+    return hits[0] if hits else None
+
+
+def _node_series(m: pd.DataFrame) -> dict[str, dict[str, str]]:
+    """Which metric of each node is its request count, mean latency, latency quantiles, availability."""
+    roles: dict[str, dict[str, str]] = {}
+    for res, names in m.groupby("resource")["name"].unique().items():
+        names = [str(n) for n in names]
+        cats = {n: categorize(n)[0] for n in names}
+        traffic = [n for n in names if cats[n] == "traffic" and _COUNT.search(n)]
+        lat = [n for n in names if cats[n] == "latency"]
+        r: dict[str, str] = {}
+        if traffic:
+            r["n"] = sorted(traffic)[0]
+        mean = _pick(lat, _MEAN) or _pick(lat, _MEDIAN)
+        if mean:
+            r["lat"] = mean
+        for key, pat in (("p50", _MEDIAN), ("p90", _Q90), ("p99", _Q99)):
+            q = _pick(lat, pat)
+            if q:
+                r[key] = q
+        avail = [n for n in names if cats[n] == "success"]
+        if avail:
+            r["avail"] = sorted(avail)[0]
+        roles[str(res)] = r
+    return roles
+
+
+def analyze_excess(obs: Observation, s: Settings) -> list[Finding]:
+    m = obs.metrics
+    if m.empty:
+        return []
+    roles = _node_series(m)
+    counted = {r for r, d in roles.items() if "n" in d and ("lat" in d or "avail" in d)}
+    if len(counted) < 2:
+        return []
+    g = nx.DiGraph()
+    for e in obs.topology.edges:
+        if e.kind in (EdgeKind.CALLS, EdgeKind.DEPENDS_ON):
+            g.add_edge(e.src, e.dst)
+    kinds = []
+    alert_metric = obs.alert.metric if obs.alert else None
+    if alert_metric:
+        cat = categorize(alert_metric)[0]
+        kinds = ["latency"] if cat == "latency" else ["errors"] if cat in ("success", "errors") else []
+    kinds = kinds or ["latency", "errors"]
+
+    wide = m[m["resource"].isin(counted)].pivot_table(index="ts", columns=["resource", "name"], values="value",
+                                                      aggfunc="mean").sort_index()
+    ts = wide.index.to_numpy(dtype=float)
+    if len(ts) < 2:
+        return []
+    step = series_step(ts)
+    k = int(np.searchsorted(ts, obs.onset, side="right") - 1)      # the bucket holding the onset
+    k = max(k, 1)
+    pre = np.nonzero((np.arange(len(ts)) < k) & (ts >= obs.onset - s.metric_lookback_s))[0]
+    end = obs.onset + max(s.after_s, s.min_after_samples * step)
+    inc = np.nonzero((np.arange(len(ts)) >= k) & (ts <= end))[0]
+    if len(pre) == 0 or len(inc) == 0:
+        return []
+
+    def col(res: str, role: str) -> np.ndarray | None:
+        name = roles[res].get(role)
+        if name is None or (res, name) not in wide.columns:
+            return None
+        return wide[(res, name)].to_numpy(dtype=float)
+
+    findings: list[Finding] = []
+    for kind in kinds:
+        excess: dict[str, np.ndarray] = {}
+        shrink: dict[str, np.ndarray] = {}
+        for res in counted:
+            n = col(res, "n")
+            n = np.nan_to_num(n) if n is not None else None
+            if n is None or n[pre].sum() <= 0:
+                continue                                  # no traffic before: no baseline, no score
+            if kind == "latency":
+                lat = col(res, "lat")
+                if lat is None:
+                    continue
+                w = n[pre]
+                ok = np.isfinite(lat[pre])
+                if not ok.any() or w[ok].sum() <= 0:
+                    continue
+                base = float(np.sum(lat[pre][ok] * w[ok]) / w[ok].sum())
+                excess[res] = n * np.nan_to_num(lat - base)
+                sigma = _spread(col(res, "p50"), col(res, "p90"), col(res, "p99"), pre)
+                n0 = n[pre].sum()
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    shrink[res] = np.where(n > 0, n * sigma * np.sqrt(1.0 / np.maximum(n, 1e-9) + 1.0 / n0), 0.0)
+            else:
+                avail = col(res, "avail")
+                if avail is None:
+                    continue
+                scale = 100.0 if np.nanmax(np.abs(avail)) > 1.5 else 1.0
+                errors = np.nan_to_num(n * (scale - avail) / scale)
+                p = errors[pre].sum() / n[pre].sum()
+                excess[res] = errors - p * n
+                shrink[res] = np.zeros(len(n))
+        if not excess:
+            continue
+        own: dict[str, float] = {}
+        for res, x in excess.items():
+            callees = [c for c in (g.successors(res) if res in g else []) if c in excess]
+            vals = []
+            for i in inc:
+                v = x[i] - sum(max(excess[c][i], 0.0) for c in callees) - shrink[res][i]
+                vals.append(v)
+            own[res] = float(np.mean(vals))
+        target = obs.alert.resource if obs.alert and obs.alert.resource in excess else None
+        if target is not None:
+            total = float(np.mean([max(excess[target][i], 0.0) for i in inc]))
+            candidates = ({target} | nx.descendants(g, target)) if target in g else set(excess)
+        else:
+            total = float(sum(max(v, 0.0) for v in own.values()))
+            candidates = set(excess)
+        if total <= 0:
+            continue
+        unit = "latency-seconds" if kind == "latency" else "errors"
+        for res in candidates:
+            if res not in own or own[res] <= 0:
+                continue
+            share = min(own[res] / total, 1.0)
+            findings.append(Finding(
+                resource=res, signal=EvidenceKind.METRIC, category="excess", score=share,
+                title=f"accounts for {share:.0%} of the excess {unit}"
+                      + (f" seen at {target}" if target else "") + " after subtracting its callees",
+                first_ts=float(ts[inc[0]]),
+                detail={"kind": kind, "own_excess": own[res], "total_excess": total, "share": share,
+                        "metric": roles[res].get("lat" if kind == "latency" else "avail", ""),
+                        "requests_metric": roles[res].get("n", "")}))
+    return findings
+
+
+def _spread(p50, p90, p99, pre) -> float:
+    """Baseline latency spread (a standard deviation) from quantiles, assuming rough normality."""
+    ests = []
+    for j in pre:
+        c = []
+        if p50 is not None and p90 is not None and np.isfinite(p90[j] - p50[j]):
+            c.append((p90[j] - p50[j]) / Z90)
+        if p50 is not None and p99 is not None and np.isfinite(p99[j] - p50[j]):
+            c.append((p99[j] - p50[j]) / Z99)
+        if c:
+            ests.append(max(c))
+    return float(np.mean(ests)) if ests else 0.0
