@@ -41,10 +41,10 @@ def demo_home(tmp_path_factory) -> Path:
 def test_demo_investigation_names_the_root_cause(demo_home, tmp_path):
     p = vigil("investigate", "--space", "demo", "--latest", "--format", "html", home=demo_home)
     assert p.returncode == 0, p.stderr
-    assert "root cause: ts-travel-service" in " ".join(p.stdout.split())
+    assert "root cause: ts-preserve-service" in " ".join(p.stdout.split())
     report = Path(p.stdout.split("report:")[-1].split()[0])
     html = report.read_text()
-    assert "<svg" in html and "ts-travel-service" in html and "http" not in html.split("<body>")[0]
+    assert "<svg" in html and "ts-preserve-service" in html and "http" not in html.split("<body>")[0]
     inv_id = report.stem
     md = vigil("report", inv_id, "--format", "md", "--out", str(tmp_path / "r.md"), home=demo_home)
     assert md.returncode == 0, md.stderr
@@ -52,7 +52,7 @@ def test_demo_investigation_names_the_root_cause(demo_home, tmp_path):
     assert "## Journal" in text and "queried logs" in text and "## Evidence" in text
     js = vigil("report", inv_id, "--format", "json", "--out", str(tmp_path / "r.json"), home=demo_home)
     data = json.loads((tmp_path / "r.json").read_text())
-    assert js.returncode == 0 and data["hypotheses"][0]["resource"] == "ts-travel-service"
+    assert js.returncode == 0 and data["hypotheses"][0]["resource"] == "ts-preserve-service"
     assert data["investigation"]["status"] in ("concluded", "inconclusive")
     assert any(j["kind"] == "query" and j["rows"] for j in data["journal"])
 

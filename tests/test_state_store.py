@@ -11,8 +11,17 @@ from sqlalchemy import inspect
 
 from vigil.errors import InputError, NotFound
 from vigil.model import (
-    AgentSpace, Evidence, EvidenceKind, FaultKind, Hypothesis, HypothesisState, InvestigationStatus, JournalKind,
-    Trigger, TriggerKind, Window,
+    AgentSpace,
+    Evidence,
+    EvidenceKind,
+    FaultKind,
+    Hypothesis,
+    HypothesisState,
+    InvestigationStatus,
+    JournalKind,
+    Trigger,
+    TriggerKind,
+    Window,
 )
 from vigil.store.state import StateStore
 

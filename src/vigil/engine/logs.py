@@ -14,7 +14,7 @@ from drain3.template_miner_config import TemplateMinerConfig
 
 from vigil.engine.findings import Finding
 from vigil.engine.observation import Observation, Settings
-from vigil.engine.stats import effect, poisson_z
+from vigil.engine.stats import effect, null_max, poisson_z
 from vigil.model import EvidenceKind
 
 logging.getLogger("drain3").setLevel(logging.WARNING)
@@ -48,8 +48,8 @@ class Templates:
 def mine_templates(bodies: pd.Series) -> Templates:
     config = TemplateMinerConfig()
     config.drain_sim_th = 0.6
-    config.drain_depth = 4
-    config.parametrize_numeric_tokens = True
+    config.drain_depth = 6          # drain keys its tree on depth-3 leading tokens: time, level, logger stay literal
+    config.parametrize_numeric_tokens = False   # numbers are masked above; "Class#46" must stay literal
     miner = TemplateMiner(config=config)
     masked = bodies.astype(str).map(lambda b: mask(b[:1000]))
     uniq, inverse = np.unique(masked.to_numpy(dtype=str), return_inverse=True)
@@ -60,24 +60,58 @@ def mine_templates(bodies: pd.Series) -> Templates:
     return Templates(ids=cluster_of[inverse], text=text)
 
 
-def _shift_z(i: np.ndarray, b: np.ndarray, I: int, B: int) -> np.ndarray:
-    """Signed Anscombe-Poisson z of each template's incident count against its expected count from
-    the reference window, normalised by the service's volume (a traffic change moves every template
-    alike and is not a shift)."""
-    if B <= 0:
-        return np.array([poisson_z(x, 0.5) for x in i])
-    expected = (b + 0.5) / (B + 0.5 * len(b)) * I
+def _expected(b: np.ndarray, n_base: int, n_inc: int, op_b: np.ndarray, op_i: np.ndarray) -> np.ndarray:
+    """Expected incident count of each template from a reference window. A template whose lines belong
+    to one span operation is expected in proportion to that operation's requests (a code path that
+    stops logging while requests keep coming is a broken path); the rest in proportion to the service's
+    log volume (a traffic change moves every template alike and is not a shift)."""
+    by_volume = (b + 0.5) / (n_base + 0.5 * len(b)) * n_inc if n_base > 0 else np.full(len(b), 0.5)
+    by_requests = (b + 0.5) / (op_b + 0.5) * op_i
+    return np.where((op_b > 0) & (op_i >= 0) & np.isfinite(op_i), by_requests, by_volume)
+
+
+def _z(i: np.ndarray, expected: np.ndarray) -> np.ndarray:
     return np.array([poisson_z(x, e) for x, e in zip(i, expected, strict=False)])
+
+
+def _span_operations(obs: Observation, lg: pd.DataFrame, masks: dict[str, np.ndarray]):
+    """Operation of each log line's span (same service), and span counts per (service, operation) in
+    each window."""
+    sp = obs.spans
+    if sp.empty or "span_id" not in lg.columns:
+        return None, None
+    key = sp[["resource", "span_id", "operation"]].drop_duplicates(["resource", "span_id"])
+    ops = lg[["resource", "span_id"]].merge(key, on=["resource", "span_id"], how="left")["operation"].to_numpy()
+    t = sp["start"].to_numpy(dtype=float)
+    counts = {}
+    for name, fn in masks.items():
+        m = fn(t)
+        counts[name] = sp[m].groupby(["resource", "operation"]).size()
+    return ops, counts
+
+
+def _op_count(op_counts, window: str, resource: str, ops: list) -> np.ndarray:
+    """Requests of each template's operation in a window; -1 where a template has no operation."""
+    if op_counts is None:
+        return np.full(len(ops), -1.0)
+    cnt = op_counts[window]
+    return np.array([float(cnt.get((resource, o), 0)) if o is not None else -1.0 for o in ops])
 
 
 def analyze_logs(obs: Observation, s: Settings) -> list[Finding]:
     lg = obs.logs
     if lg.empty:
         return []
+    # An alert fires after the fault began: evidence from shortly before it belongs to the incident,
+    # and the reference windows stop short of it.
+    start = obs.onset - s.onset_guard_s
+    windows = {
+        "base": lambda t: obs.in_baseline(t, s.event_lookback_s, guard_s=s.onset_guard_s, min_marked=s.min_events),
+        "recent": lambda t: (t >= obs.onset - s.event_lookback_s) & (t < start),
+        "inc": lambda t: (t >= start) & (t <= obs.onset + s.after_s),
+    }
     ts = lg["ts"].to_numpy(dtype=float)
-    base_mask = obs.in_baseline(ts, s.event_lookback_s, min_marked=s.min_events)
-    recent_mask = (ts >= obs.onset - s.event_lookback_s) & (ts < obs.onset)
-    inc_mask = (ts >= obs.onset) & (ts <= obs.onset + s.after_s)
+    base_mask, recent_mask, inc_mask = (windows[w](ts) for w in ("base", "recent", "inc"))
     if not inc_mask.any():
         return []
     keep = base_mask | recent_mask | inc_mask
@@ -86,35 +120,52 @@ def analyze_logs(obs: Observation, s: Settings) -> list[Finding]:
     separate_recent = bool((recent_mask & ~base_mask).any())
     tpl = mine_templates(lg["body"])
     level = lg["level"].fillna("").astype(str).str.upper().to_numpy()
+    line_ops, op_counts = _span_operations(obs, lg, windows)
     frame = pd.DataFrame({"resource": lg["resource"].to_numpy(), "tpl": tpl.ids, "base": base_mask,
-                          "recent": recent_mask, "inc": inc_mask, "err": (level == "ERROR") | (level == "WARN")})
+                          "recent": recent_mask, "inc": inc_mask, "err": (level == "ERROR") | (level == "WARN"),
+                          "op": line_ops if line_ops is not None else None})
     errorish_tpl = {t: bool(_ERROR_WORDS.search(x)) for t, x in tpl.text.items()}
 
     per_res: dict[str, pd.DataFrame] = {}
     elevated: set[tuple[str, int]] = set()
     for resource, g in frame.groupby("resource", sort=False):
-        B, R, I = int(g["base"].sum()), int(g["recent"].sum()), int(g["inc"].sum())
-        if B + I < s.min_events:
+        n_base, n_recent, n_inc = int(g["base"].sum()), int(g["recent"].sum()), int(g["inc"].sum())
+        if n_base + n_inc < s.min_events:
             continue
         c = g.groupby("tpl").agg(b=("base", "sum"), r=("recent", "sum"), i=("inc", "sum"), err=("err", "max"))
         i, b, r = c["i"].to_numpy(float), c["b"].to_numpy(float), c["r"].to_numpy(float)
-        z = _shift_z(i, b, I, B)
-        if separate_recent and R >= s.min_events:
+        # the span operation each template's lines belong to (when one operation holds most of them)
+        op_of = g.dropna(subset=["op"]).groupby("tpl")["op"].agg(lambda x: x.value_counts().index[0]
+                                                                  if x.value_counts().iloc[0] >= 0.5 * len(x) else None)
+        ops = [op_of.get(t) for t in c.index]
+
+        op_b, op_r, op_i = (_op_count(op_counts, w, str(resource), ops) for w in ("base", "recent", "inc"))
+        op_b = np.where(op_b < 0, 0.0, op_b)
+        op_r = np.where(op_r < 0, 0.0, op_r)
+        expected = _expected(b, n_base, n_inc, op_b, op_i)
+        z = _z(i, expected)
+        if separate_recent and n_recent >= s.min_events:
             # new relative to both the fault-free baseline and the minutes just before the onset
-            zr = _shift_z(i, r, I, R)
+            zr = _z(i, _expected(r, n_recent, n_inc, op_r, op_i))
             z = np.where(z > 0, np.minimum(z, zr), np.maximum(z, zr))
+        per_request = (op_b > 0) & (op_i >= 0)
         c["z"] = z
         c["error"] = c["err"].to_numpy(bool) | np.array([errorish_tpl.get(int(t), False) for t in c.index])
-        expected = (b + 0.5) / (B + 0.5 * len(b)) * I if B > 0 else np.full(len(b), 0.5)
         c["expected"] = expected
         c["size"] = [effect(e, x) for e, x in zip(expected, i, strict=False)]
-        # error lines count fully; a shift in ordinary lines is weaker evidence, and only as big as
-        # the change is (a doubling or more counts fully)
-        c["weighted"] = np.where(c["error"] & (z > 0), z, np.abs(z) * 0.5 * c["size"].to_numpy())
+        # error lines count fully; a shift in ordinary lines is weaker evidence unless it is per
+        # request (the same requests stopped or started logging it), and only as big as the change
+        c["weight"] = np.where(c["error"] & (z > 0), 1.0, np.where(per_request, 1.0, 0.5) * c["size"].to_numpy())
         per_res[str(resource)] = c
         for t in c.index[(c["error"].to_numpy()) & (z >= 2.0) & (i >= 2)]:
             elevated.add((str(resource), int(t)))
 
+    # Hundreds of templates are tested at once: only shifts beyond what the largest of that many null
+    # z-scores would reach count (the expected maximum of m half-normal draws is about sqrt(2 ln m)).
+    m = sum(len(c) for c in per_res.values())
+    bar = null_max(m)
+    for c in per_res.values():
+        c["weighted"] = np.maximum(np.abs(c["z"].to_numpy()) - bar, 0.0) * c["weight"].to_numpy()
     origin = _error_origins(lg, frame, elevated)
     bodies = lg["body"].astype(str).to_numpy()
     tss = lg["ts"].to_numpy(dtype=float)

@@ -26,6 +26,7 @@ class Settings:
     event_lookback_s: float = 300.0       # pre-incident history for logs and spans (high volume)
     recent_window_s: float = 900.0        # the recent past a metric change must also stand out from...
     min_recent_points: int = 5            # ...when it holds this many samples
+    onset_guard_s: float = 60.0           # the fault may have begun this long before the alert time
     after_s: float = 300.0                # incident window after onset...
     min_after_samples: int = 2            # ...but at least this many samples of a series after onset
     outlier_z: float = 3.0                # a baseline's own spikes beyond this raise the bar proportionally

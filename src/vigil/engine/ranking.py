@@ -21,7 +21,7 @@ from vigil.model import EdgeKind, EvidenceKind, FaultKind, Hypothesis
 # A score is judged against how anomalous everything else looks in the same window (contrast): an
 # anomaly every service shows does not localise anything. FLOOR is the score that counts as "clearly
 # anomalous" for each signal when nothing else is (robust z ~ 3; Anscombe-Poisson z ~ 3).
-_FLOOR = {EvidenceKind.METRIC: 3.0, EvidenceKind.LOG: 3.0, EvidenceKind.TRACE: 3.0, EvidenceKind.CHANGE: 1.0}
+_FLOOR = {EvidenceKind.METRIC: 3.0, EvidenceKind.LOG: 1.0, EvidenceKind.TRACE: 3.0, EvidenceKind.CHANGE: 1.0}
 # Excess decomposition scores are shares of the symptom (0..1): a tenth of it is clearly something.
 _CATEGORY_FLOOR = {"excess": 0.1}
 _CONTRAST_HALF = 2.0      # a finding twice the typical level counts half
@@ -195,7 +195,7 @@ def analyze(obs: Observation, settings: Settings | None = None) -> Analysis:
             if affected:
                 path = list(reversed(nx.shortest_path(g, affected[0], r)))
         ev = sorted(by_res[r], key=_strength, reverse=True)[:6]
-        if r in explained_by:
+        if r in explained_by and fk in (FaultKind.LATENCY, FaultKind.ERROR, FaultKind.LOGIC):
             why += f" (may be inherited from {explained_by[r]})"
         hyps.append(Hypothesis(rank=rank, resource=r, fault_kind=fk, confidence=round(min(max(conf, 0.0), 1.0), 3),
                                score=round(sc, 4), why=why, evidence=[f.evidence() for f in ev], path=path))

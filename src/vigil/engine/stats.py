@@ -41,3 +41,19 @@ def effect(before: float, after: float, scale: float = 0.0) -> float:
     more. Statistically clear but tiny shifts (memory 21.3 -> 21.9 %) should not read as incidents."""
     ref = max(abs(before), scale, 1e-12)
     return min(abs(after - before) / ref, 1.0)
+
+
+def dispersion(z: np.ndarray, min_items: int = 4) -> float:
+    """Quasi-Poisson over-dispersion of a set of count z-scores: under the null their median |z| is
+    about 0.674 (half-normal). A service whose every template or operation moves is noisy, and its
+    shifts count for less; one whose single template moved while the rest held still is not."""
+    z = np.asarray(z, dtype=float)
+    z = z[np.isfinite(z)]
+    if len(z) < min_items:
+        return 1.0
+    return max(1.0, float(np.median(np.abs(z))) / 0.674)
+
+
+def null_max(m: int) -> float:
+    """Roughly the largest |z| among m independent null z-scores (sqrt(2 ln m)); 0 for a single test."""
+    return math.sqrt(2.0 * math.log(m)) if m > 1 else 0.0

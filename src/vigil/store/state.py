@@ -19,8 +19,15 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from vigil.errors import InputError, NotFound
 from vigil.model import (
-    AgentSpace, Hypothesis, HypothesisState, Investigation, InvestigationStatus, JournalEntry, JournalKind,
-    Trigger, Window,
+    AgentSpace,
+    Hypothesis,
+    HypothesisState,
+    Investigation,
+    InvestigationStatus,
+    JournalEntry,
+    JournalKind,
+    Trigger,
+    Window,
 )
 from vigil.model.investigation import can_transition
 from vigil.store.tables import AuditRow, HypothesisRow, InvestigationRow, JournalRow, SpaceRow
