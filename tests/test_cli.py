@@ -96,3 +96,22 @@ def test_window_with_no_data_and_bad_time(demo_home):
     assert "no space" in one_line_error(vigil("investigate", "--space", "ghost", "--latest", home=demo_home))
     assert "unknown format" in one_line_error(vigil("investigate", "--space", "demo", "--latest", "--format", "pdf",
                                                     home=demo_home))
+
+
+def test_bench_prints_tables_and_writes_the_json_contract(tmp_path):
+    out = tmp_path / "bench.json"
+    p = vigil("bench", str(REPO / "tests" / "fixtures"), "--json", str(out), home=tmp_path / "h")
+    assert p.returncode == 0, p.stderr
+    assert "| dataset | method | cases | AC@1 |" in p.stdout and "Calibration" in p.stdout
+    data = json.loads(out.read_text())
+    assert set(data) >= {"results", "peak_rss_mb"} and data["peak_rss_mb"] > 0
+    keys = {"dataset", "method", "cases", "ac@1", "ac@3", "ac@5", "avg@5", "fault_kind_accuracy", "median_s", "max_s"}
+    assert data["results"] and all(set(r) == keys for r in data["results"])
+    assert {r["method"] for r in data["results"]} == {"vigil", "baro"}
+    for r in data["results"]:
+        assert 0 <= r["ac@1"] <= r["ac@3"] <= r["ac@5"] <= 1 and r["cases"] >= 1
+
+
+def test_bench_on_a_folder_without_labels_is_a_clear_error(tmp_path):
+    (tmp_path / "x").mkdir()
+    assert "no recording" in one_line_error(vigil("bench", str(tmp_path / "x"), home=tmp_path / "h"))

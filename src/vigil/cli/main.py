@@ -152,24 +152,25 @@ def bench(paths: Annotated[list[Path], typer.Argument(help="Folders with labeled
         rep = run_bench(paths, progress=progress)
     for w in sorted(set(rep.warnings)):
         err.print(f"[yellow]warning:[/] {w}")
-    t = Table("dataset", "method", "cases", "AC@1", "AC@3", "AC@5", "Avg@5", "fault kind", "median s", "max s",
-              title="root-cause localisation (service level)")
-    for r in rep.results:
-        fk = r["fault_kind_accuracy"]
-        t.add_row(r["dataset"], r["method"], str(r["cases"]), f"{r['ac@1']:.3f}", f"{r['ac@3']:.3f}", f"{r['ac@5']:.3f}",
-                  f"{r['avg@5']:.3f}", "-" if fk is None else f"{fk:.3f}", f"{r['median_s']:.3f}", f"{r['max_s']:.3f}")
-    console.print(t)
-    t = Table("dataset", "method", "fault", "cases", "AC@1", "AC@3", "fault kind", title="by fault type")
-    for r in rep.by_fault:
-        fk = r["fault_kind_accuracy"]
-        t.add_row(r["dataset"], r["method"], r["fault"], str(r["cases"]), f"{r['ac@1']:.3f}", f"{r['ac@3']:.3f}",
-                  "-" if fk is None else f"{fk:.3f}")
-    console.print(t)
-    t = Table("top-1 confidence", "cases", "top-1 right", title="calibration (vigil)")
-    for c in rep.calibration:
-        t.add_row(c["confidence"], str(c["cases"]), "-" if c["top1_right"] is None else f"{c['top1_right']:.3f}")
-    console.print(t)
-    console.print(f"peak memory {rep.peak_rss_mb:.0f} MB; total {rep.total_s:.1f} s")
+    # plain Markdown tables: they never truncate and paste straight into a note
+    def fmt(v) -> str:
+        return "-" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)
+
+    def md(title: str, cols: list[tuple[str, str]], rows: list[dict]) -> None:
+        print(f"\n{title}\n")
+        print("| " + " | ".join(h for h, _ in cols) + " |")
+        print("|" + "---|" * len(cols))
+        for r in rows:
+            print("| " + " | ".join(fmt(r[k]) for _, k in cols) + " |")
+
+    main_cols = [("dataset", "dataset"), ("method", "method"), ("cases", "cases"), ("AC@1", "ac@1"),
+                 ("AC@3", "ac@3"), ("AC@5", "ac@5"), ("Avg@5", "avg@5"), ("fault kind", "fault_kind_accuracy"),
+                 ("median s", "median_s"), ("max s", "max_s")]
+    md("Root-cause localisation, service level", main_cols, rep.results)
+    md("By fault type", main_cols[:2] + [("fault", "fault")] + main_cols[2:], rep.by_fault)
+    md("Calibration (vigil): how often the top-1 was right, by its confidence",
+       [("top-1 confidence", "confidence"), ("cases", "cases"), ("top-1 right", "top1_right")], rep.calibration)
+    print(f"\npeak memory {rep.peak_rss_mb:.0f} MB; total {rep.total_s:.1f} s")
     if json_out:
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps(rep.contract(), indent=1, default=str))

@@ -21,7 +21,7 @@ def baro_rank(obs: Observation, s: Settings | None = None) -> list[tuple[str, fl
         v = g["value"].to_numpy(dtype=float)
         normal = v[obs.in_baseline(ts, s.metric_lookback_s, min_marked=s.min_baseline_points)]
         anomalous = v[(ts >= obs.onset) & (ts <= obs.onset + s.after_s)]
-        if len(normal) < 2 or len(anomalous) == 0:
+        if len(normal) < 1 or len(anomalous) == 0:
             continue
         q1, med, q3 = np.percentile(normal, [25, 50, 75])
         iqr = q3 - q1

@@ -20,7 +20,7 @@ from vigil.model import EvidenceKind
 logging.getLogger("drain3").setLevel(logging.WARNING)
 
 _MASKS = [
-    (re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:[.,]\d+)?Z?"), "<TS>"),
+    (re.compile(r"\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}:\d{2}(?:[.,]\d+)?Z?)?"), "<TS>"),
     (re.compile(r"\b\d{1,2}:\d{2}:\d{2}(?:[.,]\d+)?\b"), "<TS>"),
     (re.compile(r"\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b"), "<UUID>"),
     (re.compile(r"\b\d{1,3}(?:\.\d{1,3}){3}(?::\d+)?\b"), "<IP>"),
@@ -31,10 +31,28 @@ _ERROR_WORDS = re.compile(r"exception|error|fail|refused|timeout|timed out|unava
                           re.I)
 
 
+_MAX_CHARS = 400
+
+
+_TOKEN_CACHE: dict[str, str] = {}
+_HAS_DIGIT = re.compile(r"\d")
+
+
+def _mask_token(tok: str) -> str:
+    out = _TOKEN_CACHE.get(tok)
+    if out is None:
+        out = tok
+        for pattern, repl in _MASKS:
+            out = pattern.sub(repl, out)
+        if len(_TOKEN_CACHE) > 200_000:
+            _TOKEN_CACHE.clear()
+        _TOKEN_CACHE[tok] = out
+    return out
+
+
 def mask(line: str) -> str:
-    for pattern, repl in _MASKS:
-        line = pattern.sub(repl, line)
-    return line
+    """Replace variable parts (times, ids, addresses, numbers) with placeholders, token by token."""
+    return " ".join(_mask_token(t) if _HAS_DIGIT.search(t) else t for t in line.split())
 
 
 @dataclass
@@ -51,8 +69,11 @@ def mine_templates(bodies: pd.Series) -> Templates:
     config.drain_depth = 6          # drain keys its tree on depth-3 leading tokens: time, level, logger stay literal
     config.parametrize_numeric_tokens = False   # numbers are masked above; "Class#46" must stay literal
     miner = TemplateMiner(config=config)
-    masked = bodies.astype(str).map(lambda b: mask(b[:1000]))
-    uniq, inverse = np.unique(masked.to_numpy(dtype=str), return_inverse=True)
+    # identical lines are masked once; the distinguishing part of a line is at its start
+    codes, raw = pd.factorize(bodies.astype(str).str.slice(0, _MAX_CHARS))
+    masked = pd.Series([mask(b) for b in raw], dtype=object)
+    inverse_raw, uniq = pd.factorize(masked)
+    inverse = inverse_raw[codes]
     cluster_of = np.empty(len(uniq), dtype=np.int64)
     for i, line in enumerate(uniq):
         cluster_of[i] = miner.add_log_message(line)["cluster_id"]
@@ -128,16 +149,23 @@ def analyze_logs(obs: Observation, s: Settings) -> list[Finding]:
 
     per_res: dict[str, pd.DataFrame] = {}
     elevated: set[tuple[str, int]] = set()
-    for resource, g in frame.groupby("resource", sort=False):
-        n_base, n_recent, n_inc = int(g["base"].sum()), int(g["recent"].sum()), int(g["inc"].sum())
+    all_counts = frame.groupby(["resource", "tpl"], sort=False).agg(
+        b=("base", "sum"), r=("recent", "sum"), i=("inc", "sum"), err=("err", "max"))
+    totals = frame.groupby("resource", sort=False)[["base", "recent", "inc"]].sum()
+    # the span operation each template's lines belong to (when one operation holds most of them)
+    pairs = frame.dropna(subset=["op"]).groupby(["resource", "tpl", "op"]).size()
+    op_of: dict[tuple[str, int], str] = {}
+    if len(pairs):
+        top = pairs.sort_values(ascending=False).groupby(level=[0, 1]).head(1)
+        total = pairs.groupby(level=[0, 1]).sum()
+        op_of = {(str(rs), int(t)): str(o) for (rs, t, o), n in top.items() if n >= 0.5 * total[(rs, t)]}
+    for resource, c in all_counts.groupby(level=0, sort=False):
+        n_base, n_recent, n_inc = (int(totals.at[resource, k]) for k in ("base", "recent", "inc"))
         if n_base + n_inc < s.min_events:
             continue
-        c = g.groupby("tpl").agg(b=("base", "sum"), r=("recent", "sum"), i=("inc", "sum"), err=("err", "max"))
+        c = c.droplevel(0)
         i, b, r = c["i"].to_numpy(float), c["b"].to_numpy(float), c["r"].to_numpy(float)
-        # the span operation each template's lines belong to (when one operation holds most of them)
-        op_of = g.dropna(subset=["op"]).groupby("tpl")["op"].agg(lambda x: x.value_counts().index[0]
-                                                                  if x.value_counts().iloc[0] >= 0.5 * len(x) else None)
-        ops = [op_of.get(t) for t in c.index]
+        ops = [op_of.get((str(resource), int(t))) for t in c.index]
 
         op_b, op_r, op_i = (_op_count(op_counts, w, str(resource), ops) for w in ("base", "recent", "inc"))
         op_b = np.where(op_b < 0, 0.0, op_b)
