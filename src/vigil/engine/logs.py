@@ -31,6 +31,7 @@ _ERROR_WORDS = re.compile(r"exception|error|fail|refused|timeout|timed out|unava
                           re.I)
 
 
+_EXCEPTION_WORDS = re.compile(r"exception|throw|traceback|stack ?trace|panic|segfault|fatal", re.I)
 _MAX_CHARS = 400
 
 
@@ -183,6 +184,7 @@ def analyze_logs(obs: Observation, s: Settings) -> list[Finding]:
         c["size"] = [effect(e, x) for e, x in zip(expected, i, strict=False)]
         # error lines count fully; a shift in ordinary lines is weaker evidence unless it is per
         # request (the same requests stopped or started logging it), and only as big as the change
+        c["per_request"] = per_request
         c["weight"] = np.where(c["error"] & (z > 0), 1.0, np.where(per_request, 1.0, 0.5) * c["size"].to_numpy())
         per_res[str(resource)] = c
         for t in c.index[(c["error"].to_numpy()) & (z >= 2.0) & (i >= 2)]:
@@ -224,7 +226,10 @@ def analyze_logs(obs: Observation, s: Settings) -> list[Finding]:
             resource=resource, signal=EvidenceKind.LOG, category="errors" if is_err else "template", score=score,
             title=f"log template {kind}: '{tpl.text.get(tid, '')[:120]}' ({b} before, {i} after)",
             first_ts=float(tss[rows[0]]) if len(rows) and i else None,
-            detail={"templates": templates, "samples": samples, "error_origin_traces": votes,
+            detail={"templates": templates, "samples": samples, "shift": kind,
+                    "per_request": bool(top["per_request"]),
+                    "exception": bool(_EXCEPTION_WORDS.search(tpl.text.get(tid, "") + " ".join(samples[:1]))),
+                    "error_origin_traces": votes,
                     "error_traces": traces, "lines_before": int(g["base"].sum()),
                     "lines_after": int(g["inc"].sum())}))
     return findings

@@ -106,8 +106,15 @@ def _fault_kind(fs: list[Finding]) -> tuple[FaultKind, str]:
         if f.signal is EvidenceKind.CHANGE:
             return FaultKind.CHANGE, f"a {f.detail.get('kind', 'change')} landed shortly before the onset"
         if f.signal is EvidenceKind.LOG:
+            d = f.detail
+            if f.category == "errors" and d.get("exception"):
+                return FaultKind.ERROR, "it started throwing exceptions (new or more frequent exception logs)"
             if f.category == "errors":
-                return FaultKind.ERROR, "new or more frequent error logs from this service"
+                return FaultKind.LOGIC, ("it reports a wrong value or state without an exception (new or more "
+                                         "frequent application error logs)")
+            if d.get("per_request") and d.get("shift") in ("gone", "fewer"):
+                return FaultKind.ERROR, ("a code path stops midway: requests keep arriving but the log line that "
+                                         "follows stops, as when an exception aborts it")
             return FaultKind.LOGIC, "its log pattern changed (templates appeared or vanished) without errors"
         if f.signal is EvidenceKind.METRIC:
             cat = f.category
