@@ -37,6 +37,7 @@ class CaseResult:
     kind_of_truth: str | None = None      # the fault kind the method gave the true root cause, if ranked
     confidence: float | None = None
     inconclusive: bool | None = None
+    scores: list[float] = field(default_factory=list)
 
     def hit(self, k: int) -> bool:
         return self.truth in self.ranks[:k]
@@ -101,7 +102,8 @@ def run_recording(rec: Recording, settings: Settings) -> tuple[list[CaseResult],
                 truth=case.label.resource, ranks=[h.resource for h in hyps], seconds=t_vigil,
                 fault_kind=hyps[0].fault_kind.value if hyps else None, true_fault_kind=truth_kind,
                 kind_of_truth=by_res[case.label.resource].fault_kind.value if case.label.resource in by_res else None,
-                confidence=hyps[0].confidence if hyps else 0.0, inconclusive=analysis.inconclusive))
+                confidence=hyps[0].confidence if hyps else 0.0, inconclusive=analysis.inconclusive,
+                scores=[h.score for h in hyps[:5]]))
             out.append(CaseResult(case=case.id, dataset=case.dataset, method="baro", fault=case.label.fault or "-",
                                   truth=case.label.resource, ranks=baro, seconds=t_baro, true_fault_kind=truth_kind))
         return out, warnings

@@ -34,7 +34,7 @@ class Settings:
     min_events: int = 5                   # fewer events than this in both windows: too little to say anything
     min_baseline_points: int = 10         # a marked fault-free window must hold this many points of a series
     candidate_kinds: tuple[str, ...] = ("service", "database", "queue", "function", "resource", "")
-    inconclusive_margin: float = 0.15     # top-1 confidence below this, or no signal: inconclusive
+    inconclusive_margin: float = 0.1      # top-1 ahead of the runner-up by less than this: inconclusive
 
 
 @dataclass

@@ -187,12 +187,15 @@ def analyze(obs: Observation, settings: Settings | None = None) -> Analysis:
             explained_by[r] = worst_dep
 
     ranked = sorted(final.items(), key=lambda kv: -kv[1])
-    total = sum(v for _, v in ranked[:5]) or 1.0
+    # Confidence of the top-1 is how far its score stands above the runner-up's (scores are in [0, 1]);
+    # the rest of the belief is shared among the alternatives in proportion to their scores.
+    top_conf = ranked[0][1] - (ranked[1][1] if len(ranked) > 1 else 0.0) if ranked else 0.0
+    rest = sum(v for _, v in ranked[1:10]) or 1.0
     symptom = obs.alert.resource if obs.alert and obs.alert.resource else None
     hyps = []
     for rank, (r, sc) in enumerate(ranked[:10], start=1):
         fk, why = _fault_kind(by_res[r])
-        conf = sc * (sc / total) if rank == 1 else sc / total * 0.5
+        conf = top_conf if rank == 1 else (1.0 - top_conf) * sc / rest
         path = [r]
         if symptom and symptom != r and symptom in g and r in g and nx.has_path(g, symptom, r):
             path = list(reversed(nx.shortest_path(g, symptom, r)))
