@@ -1,5 +1,17 @@
-"""Combine per-signal findings into one ranked list of (resource, fault kind) with a confidence,
-discounting resources whose symptoms are explained by a dependency that looks worse."""
+"""Combine the analyzers' findings into one ranked list of (resource, fault kind) with a confidence.
+
+Scored evidence comes in families, each with its own notion of "clearly anomalous":
+- ``local``: hypothesis-specific local evidence on the call graph (metrics, per-edge latency,
+  spans; what a service's own series show once its neighbours' share is taken out), see local.py;
+- ``excess``: the excess-volume decomposition (latency-seconds and errors net of callees);
+- ``logs``: template shifts per request or per volume, error origins;
+- ``changes``: deploys, config changes and manual actions before the onset.
+Within a family, a resource's best score is judged against the upper quartile of all candidates
+(contrast: an anomaly every service shows localises nothing); families combine with a noisy-OR
+(independent modalities that agree add up). The generic metric and trace analyzers contribute
+evidence people can look at (series, exemplars) but no score of their own: the local family
+already scores those signals with their neighbours taken into account.
+"""
 
 from __future__ import annotations
 
@@ -11,23 +23,20 @@ import networkx as nx
 from vigil.engine.changes import analyze_changes
 from vigil.engine.decompose import analyze_excess
 from vigil.engine.findings import Finding
+from vigil.engine.local import analyze_local
 from vigil.engine.logs import analyze_logs
-from vigil.engine.metrics import CATEGORY_WEIGHT, analyze_metrics
+from vigil.engine.metrics import analyze_metrics
 from vigil.engine.observation import Observation, Settings
 from vigil.engine.stats import squash
 from vigil.engine.traces import analyze_traces, call_edges
 from vigil.model import EdgeKind, EvidenceKind, FaultKind, Hypothesis
 
-# A score is judged against how anomalous everything else looks in the same window (contrast): an
-# anomaly every service shows does not localise anything. FLOOR is the score that counts as "clearly
-# anomalous" for each signal when nothing else is (robust z ~ 3; Anscombe-Poisson z ~ 3).
-_FLOOR = {EvidenceKind.METRIC: 3.0, EvidenceKind.LOG: 1.0, EvidenceKind.TRACE: 3.0, EvidenceKind.CHANGE: 1.0}
-# Excess decomposition scores are shares of the symptom (0..1): a tenth of it is clearly something.
-_CATEGORY_FLOOR = {"excess": 0.1}
-_CONTRAST_HALF = 2.0      # a finding twice the typical level counts half
-# Categories whose symptoms travel from a callee to its callers; a cause's callers show them too.
-_PROPAGATING = {"latency", "errors", "success", "template", "operation", "traffic", "syscall", "other"}
-_EXPLAIN = 0.8            # how much of a propagating symptom a worse-looking dependency can explain away
+# The score that means "clearly anomalous" in each family when nothing else is: local evidence is
+# in log-fold-change units (1 = e-fold change, gated by significance); log z-scores are already past
+# the multiple-testing bar; excess is a share of the alerting symptom; a change event scores 0..10.
+FAMILY_FLOOR = {"local": 1.0, "excess": 0.1, "logs": 1.0, "changes": 1.0}
+_CONTRAST_HALF = 2.0      # a score twice the typical level counts half
+_EXPLAIN = 0.8            # how much of a log symptom a worse-looking dependency can explain away
 
 
 @dataclass
@@ -39,54 +48,47 @@ class Analysis:
     findings: list[Finding] = field(default_factory=list)
 
 
-def _weight(f: Finding) -> float:
-    return CATEGORY_WEIGHT.get(f.category, 1.0) if f.signal is EvidenceKind.METRIC else 1.0
-
-
-def _floor(signal: EvidenceKind, category: str) -> float:
-    return _CATEGORY_FLOOR.get(category, _FLOOR[signal])
+def family(f: Finding) -> str | None:
+    if f.category.startswith("local:"):
+        return "local"
+    if f.category == "excess":
+        return "excess"
+    if f.signal is EvidenceKind.LOG:
+        return "logs"
+    if f.signal is EvidenceKind.CHANGE:
+        return "changes"
+    return None
 
 
 def _strength(f: Finding) -> float:
-    return _weight(f) * squash(f.score / _floor(f.signal, f.category), _CONTRAST_HALF)
+    """Strength of one finding against its family's floor (for ordering evidence)."""
+    fam = family(f)
+    if fam is None:
+        return 0.0
+    return squash(f.score / FAMILY_FLOOR[fam], _CONTRAST_HALF)
 
 
-def _contrast(by_res: dict[str, list[Finding]]) -> dict[str, dict[tuple, float]]:
-    """Per resource and (signal, category): the best finding's strength relative to the typical level of
-    that (signal, category) across all candidate resources."""
-    best: dict[str, dict[tuple, float]] = {}
+def _family_strengths(by_res: dict[str, list[Finding]]) -> dict[str, dict[str, float]]:
+    best: dict[str, dict[str, float]] = {r: {} for r in by_res}
     for r, fs in by_res.items():
         for f in fs:
-            key = (f.signal, f.category)
-            best.setdefault(r, {})[key] = max(best.get(r, {}).get(key, 0.0), f.score)
-    keys = {k for d in best.values() for k in d}
+            fam = family(f)
+            if fam is not None:
+                best[r][fam] = max(best[r].get(fam, 0.0), f.score)
     n = len(best)
-    out: dict[str, dict[tuple, float]] = {r: {} for r in best}
-    for key in keys:
-        vals = sorted((d.get(key, 0.0) for d in best.values()), reverse=True)
-        typical = vals[n // 4] if n else 0.0    # the upper quartile: a cause must stand out from it
-        level = max(typical, _floor(*key))
-        w = CATEGORY_WEIGHT.get(key[1], 1.0) if key[0] is EvidenceKind.METRIC else 1.0
+    out: dict[str, dict[str, float]] = {r: {} for r in best}
+    for fam in FAMILY_FLOOR:
+        vals = sorted((d.get(fam, 0.0) for d in best.values()), reverse=True)
+        typical = vals[n // 4] if n else 0.0          # the upper quartile: a cause must stand out from it
+        level = max(typical, FAMILY_FLOOR[fam])
         for r, d in best.items():
-            if key in d:
-                out[r][key] = w * squash(d[key] / level, _CONTRAST_HALF)
+            if fam in d:
+                out[r][fam] = squash(d[fam] / level, _CONTRAST_HALF)
     return out
 
 
 def _noisy_or(values) -> float:
     return 1.0 - math.prod(1.0 - v for v in values)
-
-
-def _across_signals(strengths: dict[tuple, float], keep) -> float:
-    """The strongest category within each signal type, combined across signal types: agreement of
-    independent modalities (metrics, logs, traces, changes) adds up; many noisy categories of one
-    modality do not."""
-    per_signal: dict[str, float] = {}
-    for (sig, cat), v in strengths.items():
-        if keep(cat):
-            family = "excess" if cat == "excess" else sig.value   # the decomposition is its own modality
-            per_signal[family] = max(per_signal.get(family, 0.0), v)
-    return _noisy_or(per_signal.values())
 
 
 def _graph(obs: Observation) -> nx.DiGraph:
@@ -99,13 +101,26 @@ def _graph(obs: Observation) -> nx.DiGraph:
     return g
 
 
+_LOCAL_KIND = {
+    "local:cpu": (FaultKind.CPU, "its own CPU rose sharply"),
+    "local:network": (FaultKind.NETWORK_DELAY, "calls to or from it slowed between caller and callee, and not "
+                                               "on the other endpoints' edges: the delay is on its network"),
+    "local:latency": (FaultKind.LATENCY, "its own (server) latency rose beyond what its calls explain"),
+    "local:traffic": (FaultKind.ERROR, "it stopped making calls it used to make while its own traffic held: "
+                                       "a code path aborted early"),
+    "local:trace-pattern": (FaultKind.ERROR, "inside its spans, a call that always followed another stopped: "
+                                             "its code path changed (an exception or early return)"),
+    "local:entry": (FaultKind.ERROR, "user-facing success rate fell with nothing downstream to explain it"),
+}
+
+
 def _fault_kind(fs: list[Finding]) -> tuple[FaultKind, str]:
-    """The fault kind the strongest evidence points at, and why."""
-    by = sorted(fs, key=_strength, reverse=True)
-    for f in by:
-        if f.signal is EvidenceKind.CHANGE:
+    """The fault kind the strongest scored evidence points at, and why."""
+    for f in sorted(fs, key=_strength, reverse=True):
+        fam = family(f)
+        if fam == "changes":
             return FaultKind.CHANGE, f"a {f.detail.get('kind', 'change')} landed shortly before the onset"
-        if f.signal is EvidenceKind.LOG:
+        if fam == "logs":
             d = f.detail
             if f.category == "errors" and d.get("exception"):
                 return FaultKind.ERROR, "it started throwing exceptions (new or more frequent exception logs)"
@@ -116,38 +131,27 @@ def _fault_kind(fs: list[Finding]) -> tuple[FaultKind, str]:
                 return FaultKind.ERROR, ("a code path stops midway: requests keep arriving but the log line that "
                                          "follows stops, as when an exception aborts it")
             return FaultKind.LOGIC, "its log pattern changed (templates appeared or vanished) without errors"
-        if f.signal is EvidenceKind.METRIC:
-            cat = f.category
-            if cat == "cpu":
-                return FaultKind.CPU, f"CPU saturation ({f.detail.get('metric')})"
-            if cat == "memory":
-                return FaultKind.MEMORY, f"memory growth ({f.detail.get('metric')})"
-            if cat == "disk":
-                return FaultKind.DISK, f"disk pressure ({f.detail.get('metric')})"
-            if cat == "network":
-                return FaultKind.NETWORK_DELAY, f"network change ({f.detail.get('metric')})"
-            if cat in ("errors", "success"):
-                return FaultKind.ERROR, f"error rate rose ({f.detail.get('metric')})"
-            if cat == "latency":
-                return FaultKind.LATENCY, f"latency rose with no saturation ({f.detail.get('metric')})"
-        if f.signal is EvidenceKind.TRACE:
-            if f.category == "network":
-                return FaultKind.NETWORK_DELAY, "calls to and from it slowed in the network gap"
-            if f.category == "errors":
-                return FaultKind.ERROR, "its spans started failing"
-            if f.category == "latency":
-                return FaultKind.LATENCY, "its own span time rose"
-            if f.category == "operation":
-                return FaultKind.LOGIC, "its operations' volume changed"
+        if fam == "local":
+            if f.category in ("local:latency", "local:network") and any(
+                    g.category == "local:cpu" and g.score >= 0.5 * f.score for g in fs):
+                return _LOCAL_KIND["local:cpu"]
+            return _LOCAL_KIND.get(f.category, (FaultKind.UNKNOWN, f.title))
+        if fam == "excess":
+            if f.detail.get("kind") == "errors":
+                return FaultKind.ERROR, f"it accounts for {f.score:.0%} of the excess errors on its own"
+            return FaultKind.LATENCY, f"it accounts for {f.score:.0%} of the excess latency on its own"
     return FaultKind.UNKNOWN, "no dominant signal"
+
+
+ANALYZERS = (("metrics", analyze_metrics), ("local", analyze_local), ("excess", analyze_excess),
+             ("logs", analyze_logs), ("traces", analyze_traces), ("changes", analyze_changes))
 
 
 def analyze(obs: Observation, settings: Settings | None = None) -> Analysis:
     s = settings or Settings()
     notes: list[tuple[str, str, dict]] = []
     findings: list[Finding] = []
-    for name, fn in (("metrics", analyze_metrics), ("excess", analyze_excess), ("logs", analyze_logs),
-                     ("traces", analyze_traces), ("changes", analyze_changes)):
+    for name, fn in ANALYZERS:
         got = fn(obs, s)
         findings.extend(got)
         top = sorted(got, key=lambda f: -f.score)[:3]
@@ -155,38 +159,32 @@ def analyze(obs: Observation, settings: Settings | None = None) -> Analysis:
             f"{f.resource} {f.title}" for f in top) if top else ""), {"findings": len(got)}))
 
     kinds = {r.name: r.kind for r in obs.topology.resources}
-    candidates = {f.resource for f in findings if kinds.get(f.resource, "") in s.candidate_kinds}
     by_res: dict[str, list[Finding]] = {}
     for f in findings:
-        if f.resource in candidates:
+        if kinds.get(f.resource, "") in s.candidate_kinds:
             by_res.setdefault(f.resource, []).append(f)
+    strengths = _family_strengths(by_res)
+    own = {r: _noisy_or(d.values()) for r, d in strengths.items()}
 
-    strengths = _contrast(by_res)
-    own: dict[str, float] = {}
-    prop: dict[str, float] = {}
-    local: dict[str, float] = {}
-    for r, d in strengths.items():
-        prop[r] = _across_signals(d, lambda cat: cat in _PROPAGATING)
-        local[r] = _across_signals(d, lambda cat: cat not in _PROPAGATING)
-        own[r] = _noisy_or((prop[r], local[r]))
-
-    # topology: symptoms that propagate (latency, errors, changed behaviour) are discounted when a
-    # dependency of the resource looks at least as bad; local evidence (saturation, changes) is not
+    # topology: log symptoms travel from a callee to its callers (errors, changed patterns); they are
+    # discounted when a dependency of the resource looks at least as bad. The local and excess
+    # families already take their neighbours into account.
     g = _graph(obs)
     final: dict[str, float] = {}
     explained_by: dict[str, str] = {}
-    for r in own:
+    for r, d in strengths.items():
+        logs = d.get("logs", 0.0)
         worst_dep, worst = None, 0.0
-        if r in g:
-            for d in nx.descendants(g, r):
-                if own.get(d, 0.0) > worst:
-                    worst_dep, worst = d, own[d]
-        expl = _EXPLAIN * min(worst / prop[r], 1.0) if worst_dep and prop[r] > 0 else 0.0
-        final[r] = _noisy_or((prop[r] * (1.0 - expl), local[r]))
+        if logs > 0 and r in g:
+            for dep in nx.descendants(g, r):
+                if own.get(dep, 0.0) > worst:
+                    worst_dep, worst = dep, own[dep]
+        expl = _EXPLAIN * min(worst / logs, 1.0) if worst_dep and logs > 0 else 0.0
+        final[r] = _noisy_or([v for k, v in d.items() if k != "logs"] + [logs * (1.0 - expl)])
         if worst_dep and expl > 0.5 * _EXPLAIN:
             explained_by[r] = worst_dep
 
-    ranked = sorted(final.items(), key=lambda kv: -kv[1])
+    ranked = sorted(((r, v) for r, v in final.items() if v > 0), key=lambda kv: -kv[1])
     # Confidence of the top-1 is how far its score stands above the runner-up's (scores are in [0, 1]);
     # the rest of the belief is shared among the alternatives in proportion to their scores.
     top_conf = ranked[0][1] - (ranked[1][1] if len(ranked) > 1 else 0.0) if ranked else 0.0
@@ -200,15 +198,16 @@ def analyze(obs: Observation, settings: Settings | None = None) -> Analysis:
         if symptom and symptom != r and symptom in g and r in g and nx.has_path(g, symptom, r):
             path = list(reversed(nx.shortest_path(g, symptom, r)))
         elif r in g:
-            callers = list(nx.ancestors(g, r))
-            affected = sorted((c for c in callers if own.get(c, 0) > 0), key=lambda c: -own[c])
+            affected = sorted((c for c in nx.ancestors(g, r) if own.get(c, 0) > 0), key=lambda c: -own[c])
             if affected:
                 path = list(reversed(nx.shortest_path(g, affected[0], r)))
-        ev = sorted(by_res[r], key=_strength, reverse=True)[:6]
-        if r in explained_by and fk in (FaultKind.LATENCY, FaultKind.ERROR, FaultKind.LOGIC):
+        scored = sorted((f for f in by_res[r] if family(f)), key=_strength, reverse=True)[:4]
+        shown = sorted((f for f in by_res[r] if not family(f)), key=lambda f: -f.score)[:3]
+        if r in explained_by and fk in (FaultKind.ERROR, FaultKind.LOGIC) and scored and family(scored[0]) == "logs":
             why += f" (may be inherited from {explained_by[r]})"
         hyps.append(Hypothesis(rank=rank, resource=r, fault_kind=fk, confidence=round(min(max(conf, 0.0), 1.0), 3),
-                               score=round(sc, 4), why=why, evidence=[f.evidence() for f in ev], path=path))
+                               score=round(sc, 4), why=why, evidence=[f.evidence() for f in scored + shown],
+                               path=path))
     inconclusive = not hyps or hyps[0].confidence < s.inconclusive_margin
     if not hyps:
         summary = "No resource shows anomalous behaviour in the window: inconclusive."

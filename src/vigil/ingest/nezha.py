@@ -85,8 +85,40 @@ def _epoch_from_go_time(col: pd.Series) -> np.ndarray:
     return (dt - pd.Timestamp(0, tz="UTC")).dt.total_seconds().to_numpy()
 
 
+_EDGE_TABLES = {"source_50": "latency:client-p50", "destination_50": "latency:server-p50"}
+
+
+def _edge_latency(path: Path, name: str, known: set[str], resources: list[Resource],
+                  warnings: list[str]) -> pd.DataFrame:
+    """Per-edge latency (a service mesh's view): columns ``<caller>_<callee>``, measured at the caller
+    (source) or at the callee (destination). Stored on an ``edge`` resource ``caller->callee``."""
+    df = read_csv(path)
+    if "time" not in df.columns:
+        warnings.append(f"{path.name}: no time column, skipped")
+        return pd.DataFrame()
+    ts = _epoch_from_go_time(df["time"])
+    out, seen = [], {r.name for r in resources}
+    for col in df.columns:
+        if col in ("time", "timestamp"):
+            continue
+        parts = str(col).split("_")
+        split = next((("_".join(parts[:i]), "_".join(parts[i:])) for i in range(1, len(parts))
+                      if "_".join(parts[:i]) in known and "_".join(parts[i:]) in known), None)
+        if split is None:
+            continue
+        edge = f"{split[0]}->{split[1]}"
+        if edge not in seen:
+            seen.add(edge)
+            resources.append(Resource(name=edge, kind="edge", attributes={"src": split[0], "dst": split[1]}))
+        out.append(pd.DataFrame({"resource": edge, "name": name, "ts": ts,
+                                 "value": pd.to_numeric(df[col], errors="coerce").to_numpy(dtype=float)}))
+    return pd.concat(out, ignore_index=True) if out else pd.DataFrame()
+
+
 def _metrics(day_dir: Path, warnings: list[str]) -> tuple[pd.DataFrame, list[Resource], list[Edge]]:
     frames, resources, edges = [], [], []
+    known = {service_of_pod(csv_stem(p).removesuffix("_metric")) for p in list_csv(day_dir / "metric")
+             if csv_stem(p).endswith("_metric")}
     for path in list_csv(day_dir / "metric"):
         stem = csv_stem(path)
         if stem == "dependency":
@@ -96,8 +128,11 @@ def _metrics(day_dir: Path, warnings: list[str]) -> tuple[pd.DataFrame, list[Res
                 edges.append(Edge(src=src, dst=f"node:{dst}" if is_node else dst,
                                   kind=EdgeKind.RUNS_ON if is_node else EdgeKind.CALLS, source=EdgeSource.CONFIG))
             continue
+        if stem in _EDGE_TABLES:
+            frames.append(_edge_latency(path, _EDGE_TABLES[stem], known, resources, warnings))
+            continue
         if not stem.endswith("_metric") and stem != "front_service":
-            continue  # per-edge latency tables (source_50, destination_50) are not per-resource series
+            continue
         df = read_csv(path)
         if "Time" not in df.columns:
             warnings.append(f"{path.name}: no Time column, skipped")
