@@ -43,6 +43,7 @@ when its evidence is >= half the score).
 from __future__ import annotations
 
 import re
+import warnings
 from collections import defaultdict
 from dataclasses import dataclass, field
 
@@ -106,9 +107,19 @@ def series_effects(df: pd.DataFrame, keys: list[str], onset: float, c: Cfg, log:
     df = df[(df.ts > onset - c.lookback_s) & (df.ts <= onset + c.post_s)]
     df = df[np.isfinite(df.value)]
     out = []
-    for k, g in df.groupby(keys, sort=False):
-        v = g.value.to_numpy(float)
-        post = g.ts.to_numpy() > onset
+    if df.empty:
+        return pd.DataFrame(out, columns=[*keys, "d", "z", "base", "post"])
+    # one pass over numpy slices (pandas' per-group iteration is the slow part here)
+    codes, uniques = pd.factorize(pd.MultiIndex.from_frame(df[keys]) if len(keys) > 1 else df[keys[0]])
+    order = np.argsort(codes, kind="stable")
+    codes_s = codes[order]
+    values_all, ts_all = df["value"].to_numpy(float)[order], df["ts"].to_numpy(float)[order]
+    bounds = np.flatnonzero(np.diff(codes_s)) + 1
+    starts, ends = np.r_[0, bounds], np.r_[bounds, len(codes_s)]
+    for a, e in zip(starts, ends, strict=False):
+        k = uniques[codes_s[a]]
+        v, tsg = values_all[a:e], ts_all[a:e]
+        post = tsg > onset
         b, p = v[~post], v[post]
         if len(b) < c.min_base or len(p) == 0:
             continue
@@ -122,7 +133,7 @@ def series_effects(df: pd.DataFrame, keys: list[str], onset: float, c: Cfg, log:
             eps = max(0.02 * np.quantile(np.abs(b), 0.9), float(pos.min()) if len(pos) else 0.0) + 1e-9
             mb = float(np.mean(b))
             var = np.var(b, ddof=1) if len(b) > 1 else 0.0
-            p_sorted = p[np.argsort(g.ts.to_numpy()[post])]
+            p_sorted = p[np.argsort(tsg[post])]
             best = None
             for kk in range(min(2, len(p_sorted)), len(p_sorted) + 1):
                 mp = float(np.mean(p_sorted[:kk]))
@@ -225,7 +236,8 @@ def _trace_evidence(pc: pd.DataFrame, onset: float, c: Cfg) -> dict:
                 per.append(np.where(nm_ >= 2, Cm / np.maximum(nm_, 1), np.nan))
             per = np.array(per)
             valid = np.sum(np.isfinite(per), axis=0)
-            with np.errstate(all="ignore"):
+            with np.errstate(all="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)   # all-NaN columns are expected here
                 pm = np.nanmedian(per, axis=0)
             p0 = np.where(valid >= c.trace_min_minutes, np.minimum(p0, np.nan_to_num(pm, nan=0.0) + 0.5 / (na + 1)), 0.0)
         errlike = np.array([bool(ERR_OP.search(o)) for o in ops])

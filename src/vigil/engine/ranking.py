@@ -15,6 +15,7 @@ already scores those signals with their neighbours taken into account.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 
@@ -143,20 +144,27 @@ def _fault_kind(fs: list[Finding]) -> tuple[FaultKind, str]:
     return FaultKind.UNKNOWN, "no dominant signal"
 
 
-ANALYZERS = (("metrics", analyze_metrics), ("local", analyze_local), ("excess", analyze_excess),
-             ("logs", analyze_logs), ("traces", analyze_traces), ("changes", analyze_changes))
+SCORED = (("local", analyze_local), ("excess", analyze_excess), ("logs", analyze_logs),
+          ("changes", analyze_changes))
+# run afterwards for the leading candidates only: series and exemplars people look at
+EVIDENCE = (("metrics", analyze_metrics), ("traces", analyze_traces))
+EVIDENCE_FOR_TOP = 10
+
+
+def _run(analyzers, obs: Observation, s: Settings, findings: list[Finding], notes: list) -> None:
+    for name, fn in analyzers:
+        got = fn(obs, s)
+        findings.extend(got)
+        top = sorted(got, key=lambda f: -f.score)[:3]
+        notes.append((name, f"{len(got)} findings" + (": strongest " + "; ".join(
+            f"{f.resource} {f.title}" for f in top) if top else ""), {"findings": len(got)}))
 
 
 def analyze(obs: Observation, settings: Settings | None = None) -> Analysis:
     s = settings or Settings()
     notes: list[tuple[str, str, dict]] = []
     findings: list[Finding] = []
-    for name, fn in ANALYZERS:
-        got = fn(obs, s)
-        findings.extend(got)
-        top = sorted(got, key=lambda f: -f.score)[:3]
-        notes.append((name, f"{len(got)} findings" + (": strongest " + "; ".join(
-            f"{f.resource} {f.title}" for f in top) if top else ""), {"findings": len(got)}))
+    _run(SCORED, obs, s, findings, notes)
 
     kinds = {r.name: r.kind for r in obs.topology.resources}
     by_res: dict[str, list[Finding]] = {}
@@ -185,6 +193,16 @@ def analyze(obs: Observation, settings: Settings | None = None) -> Analysis:
             explained_by[r] = worst_dep
 
     ranked = sorted(((r, v) for r, v in final.items() if v > 0), key=lambda kv: -kv[1])
+    leaders = {r for r, _ in ranked[:EVIDENCE_FOR_TOP]}
+    extra: list[Finding] = []
+    if leaders:
+        m = obs.metrics
+        focused = dataclasses.replace(obs, metrics=m[m["resource"].isin(leaders)] if len(m) else m)
+        _run(EVIDENCE, focused, s, extra, notes)
+    findings.extend(extra)
+    for f in extra:
+        if f.resource in by_res:
+            by_res[f.resource].append(f)
     # Confidence of the top-1 is how far its score stands above the runner-up's (scores are in [0, 1]);
     # the rest of the belief is shared among the alternatives in proportion to their scores.
     top_conf = ranked[0][1] - (ranked[1][1] if len(ranked) > 1 else 0.0) if ranked else 0.0
