@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from dataclasses import dataclass, field
 
 import networkx as nx
@@ -28,6 +29,7 @@ from vigil.engine.local import analyze_local
 from vigil.engine.logs import analyze_logs
 from vigil.engine.metrics import analyze_metrics
 from vigil.engine.observation import Observation, Settings
+from vigil.engine.patterns import analyze_patterns
 from vigil.engine.stats import squash
 from vigil.engine.traces import analyze_traces, call_edges
 from vigil.model import EdgeKind, EvidenceKind, FaultKind, Hypothesis
@@ -35,7 +37,7 @@ from vigil.model import EdgeKind, EvidenceKind, FaultKind, Hypothesis
 # The score that means "clearly anomalous" in each family when nothing else is: local evidence is
 # in log-fold-change units (1 = e-fold change, gated by significance); log z-scores are already past
 # the multiple-testing bar; excess is a share of the alerting symptom; a change event scores 0..10.
-FAMILY_FLOOR = {"local": 1.0, "excess": 0.1, "logs": 1.0, "changes": 1.0}
+FAMILY_FLOOR = {"local": 1.0, "excess": 0.1, "patterns": 0.5, "logs": 1.0, "changes": 1.0}
 _CONTRAST_HALF = 2.0      # a score twice the typical level counts half
 _EXPLAIN = 0.8            # how much of a log symptom a worse-looking dependency can explain away
 
@@ -54,7 +56,9 @@ def family(f: Finding) -> str | None:
         return "local"
     if f.category == "excess":
         return "excess"
-    if f.signal is EvidenceKind.LOG:
+    if f.category == "pattern":
+        return "patterns"
+    if f.signal is EvidenceKind.LOG and not f.category.startswith("counts:"):
         return "logs"
     if f.signal is EvidenceKind.CHANGE:
         return "changes"
@@ -132,6 +136,17 @@ def _fault_kind(fs: list[Finding]) -> tuple[FaultKind, str]:
                 return FaultKind.ERROR, ("a code path stops midway: requests keep arriving but the log line that "
                                          "follows stops, as when an exception aborts it")
             return FaultKind.LOGIC, "its log pattern changed (templates appeared or vanished) without errors"
+        if fam == "patterns":
+            t = f.title
+            error_log = bool(re.search(r"log\[(ERROR|WARN)", t))
+            if "expected" in t and "missing" in t:
+                return FaultKind.ERROR, ("inside its requests, a step that always happened stopped happening: the "
+                                         f"code path aborts early, as an exception does ({t})")
+            if error_log and re.search(r"exception|throw|traceback|stack", t, re.I):
+                return FaultKind.ERROR, f"its requests started throwing exceptions ({t})"
+            if error_log:
+                return FaultKind.LOGIC, f"its requests started reporting a wrong value or state ({t})"
+            return FaultKind.LOGIC, f"its requests started behaving differently ({t})"
         if fam == "local":
             if f.category in ("local:latency", "local:network") and any(
                     g.category == "local:cpu" and g.score >= 0.5 * f.score for g in fs):
@@ -144,8 +159,8 @@ def _fault_kind(fs: list[Finding]) -> tuple[FaultKind, str]:
     return FaultKind.UNKNOWN, "no dominant signal"
 
 
-SCORED = (("local", analyze_local), ("excess", analyze_excess), ("logs", analyze_logs),
-          ("changes", analyze_changes))
+SCORED = (("local", analyze_local), ("excess", analyze_excess), ("patterns", analyze_patterns),
+          ("logs", analyze_logs), ("changes", analyze_changes))
 # run afterwards for the leading candidates only: series and exemplars people look at
 EVIDENCE = (("metrics", analyze_metrics), ("traces", analyze_traces))
 EVIDENCE_FOR_TOP = 10
@@ -166,6 +181,11 @@ def analyze(obs: Observation, settings: Settings | None = None) -> Analysis:
     findings: list[Finding] = []
     _run(SCORED, obs, s, findings, notes)
 
+    if any(family(f) == "patterns" for f in findings):
+        # request-level patterns supersede aggregate template counts (both read the same logs)
+        for f in findings:
+            if family(f) == "logs":
+                f.category = f"counts:{f.category}"
     kinds = {r.name: r.kind for r in obs.topology.resources}
     by_res: dict[str, list[Finding]] = {}
     for f in findings:
