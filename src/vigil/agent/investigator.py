@@ -30,11 +30,13 @@ def observe(source: TelemetrySource, space: str, onset: float, alert: Alert | No
             settings: Settings | None = None, journal: Journal = _nojournal) -> Observation:
     """Gather what the engine needs from a source. Every query lands in the journal."""
     s = settings or Settings()
-    baselines = [(a, b) for a, b in source.baselines(space) if b <= onset]
+    # fault-free windows the source marks, unless they overlap the incident window
+    baselines = [(a, b) for a, b in source.baselines(space)
+                 if b < onset - s.onset_guard_s or a > onset + s.after_s]
     m_start, end = onset - s.metric_lookback_s, onset + s.after_s + QUERY_TAIL_S
     e_start, e_end = onset - s.event_lookback_s, onset + s.after_s
-    windows_m = [(m_start, end)] + [(a, b + 1) for a, b in baselines if b < m_start]
-    windows_e = [(e_start, e_end)] + [(a, b + 1) for a, b in baselines if b < e_start]
+    windows_m = [(m_start, end)] + [(a, b + 1) for a, b in baselines if b < m_start or a > end]
+    windows_e = [(e_start, e_end)] + [(a, b + 1) for a, b in baselines if b < e_start or a > e_end]
 
     def fetch(kind: str, windows: list[tuple[float, float]], call) -> pd.DataFrame:
         frames = []

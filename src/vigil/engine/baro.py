@@ -19,7 +19,7 @@ def baro_rank(obs: Observation, s: Settings | None = None) -> list[tuple[str, fl
     for (resource, _name), g in m.groupby(["resource", "name"], sort=False):
         ts = g["ts"].to_numpy(dtype=float)
         v = g["value"].to_numpy(dtype=float)
-        normal = v[obs.in_baseline(ts, s.metric_lookback_s, min_marked=s.min_baseline_points)]
+        normal = v[(ts >= obs.onset - s.metric_lookback_s) & (ts < obs.onset)]   # as published: data before it
         anomalous = v[(ts >= obs.onset) & (ts <= obs.onset + s.after_s)]
         if len(normal) < 1 or len(anomalous) == 0:
             continue

@@ -248,7 +248,8 @@ def _trace_evidence(pc: pd.DataFrame, onset: float, c: Cfg) -> dict:
             continue
         se = np.sqrt(p0 * (1 - p0) / np.maximum(nb, 1))
         z = (p0 - p1) / np.maximum(se, 0.05)
-        val = np.where(ok, np.log(p0 / p1) * _gate(z, c), 0.0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            val = np.where(ok, np.log(p0 / p1) * _gate(z, c), 0.0)
         i, j = np.unravel_index(np.argmax(val), val.shape)
         if val[i, j] > ev.get(res, (0.0, ""))[0]:
             ev[res] = (float(val[i, j]), f"{pop}: after {ops[i]} it calls {ops[j]} "

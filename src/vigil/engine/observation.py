@@ -49,11 +49,11 @@ class Observation:
     alert: Alert | None = None
 
     def marked_baseline(self, ts):
-        """Boolean mask: timestamps inside a window marked fault-free (before the onset)."""
+        """Boolean mask: timestamps inside a window marked fault-free. Such a window may lie before or
+        (when replaying a recorded incident) after the onset; it never overlaps the incident itself."""
         mask = np.zeros(len(ts), dtype=bool)
         for a, b in self.baselines:
-            if b <= self.onset:
-                mask |= (ts >= a) & (ts <= b)
+            mask |= (ts >= a) & (ts <= b)
         return mask
 
     def in_baseline(self, ts, lookback_s: float, guard_s: float = 0.0, min_marked: int = 1):

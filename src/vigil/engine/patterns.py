@@ -377,7 +377,7 @@ def analyze_patterns(obs, s) -> list:
     spans, logs = obs.spans, obs.logs
     if spans.empty:
         return []
-    baselines = [(a, b + 1.0) for a, b in obs.baselines if b <= obs.onset]
+    baselines = [(a, b + 1.0) for a, b in obs.baselines]
     if not baselines:
         baselines = [(obs.onset - s.event_lookback_s, obs.onset - s.onset_guard_s)]
     try:
