@@ -76,9 +76,25 @@ class Config:
 _LIST = re.compile(r"[\[{(][^\[\]{}()]*,[^\[\]{}()]*[\]})]")   # innermost bracketed comma-list
 
 
+_TOKEN_CACHE: dict[tuple[str, str | None], str] = {}
+_DIGIT = re.compile(r"\d")
+
+
+def _mask_token(tok: str, ph: str | None) -> str:
+    out = _TOKEN_CACHE.get((tok, ph))
+    if out is None:
+        out = tok
+        for p, r in _MASKS:
+            out = p.sub(ph or r, out)
+        if len(_TOKEN_CACHE) > 200_000:
+            _TOKEN_CACHE.clear()
+        _TOKEN_CACHE[(tok, ph)] = out
+    return out
+
+
 def mask(s: str, ph: str | None = None) -> str:
-    for p, r in _MASKS:
-        s = p.sub(ph or r, s)
+    # token by token (cached: most tokens recur), then the patterns that span tokens
+    s = " ".join(_mask_token(t, ph) if _DIGIT.search(t) else t for t in s.split()[:64])
     for _ in range(4):                  # variable-length lists -> one token, so Drain's length split is stable
         s2 = _LIST.sub(ph or "<LIST>", s)
         if s2 == s:
@@ -136,13 +152,14 @@ def _levels(logs: pd.DataFrame) -> np.ndarray:
 def _select(spans: pd.DataFrame, logs: pd.DataFrame, windows: list[tuple[float, float]]):
     """Traces whose root span starts inside one of the windows; all their spans and logs."""
     pid = spans["parent_id"]
-    is_root = pid.isna() | (pid.astype(str) == "") | ~pid.isin(spans["span_id"])
+    is_root = pid.isna() | (pid == "") | ~pid.isin(set(spans["span_id"]))
     roots = spans[is_root]
     m = np.zeros(len(roots), bool)
     for a, b in windows:
         m |= (roots["start"].to_numpy() >= a) & (roots["start"].to_numpy() < b)
     tids = set(roots["trace_id"].to_numpy()[m])
-    return spans[spans["trace_id"].isin(tids)], logs[logs["trace_id"].isin(tids)]
+    return (spans[spans["trace_id"].map(tids.__contains__).to_numpy(bool)],
+            logs[logs["trace_id"].map(tids.__contains__).to_numpy(bool)])
 
 
 def build_units(spans: pd.DataFrame, logs: pd.DataFrame, tpl: Templater) -> pd.DataFrame:
@@ -326,6 +343,10 @@ def rank_root_causes(logs: pd.DataFrame, spans: pd.DataFrame, baselines: list[tu
     """
     cfg = cfg or Config()
     tpl = Templater(cfg)
+    # plain object columns: pandas' Arrow-backed string comparisons are the slow part otherwise
+    spans = spans.astype({c: object for c in ("trace_id", "span_id", "parent_id", "resource", "operation")
+                          if c in spans.columns})
+    logs = logs.astype({c: object for c in ("trace_id", "span_id", "resource", "body") if c in logs.columns})
     sb, lb = _select(spans, logs, baselines)
     si, li = _select(spans, logs, [(alert + cfg.incident[0], alert + cfg.incident[1])])
     ub = build_units(sb, lb, tpl)

@@ -58,7 +58,7 @@ def family(f: Finding) -> str | None:
         return "excess"
     if f.category == "pattern":
         return "patterns"
-    if f.signal is EvidenceKind.LOG and not f.category.startswith("counts:"):
+    if f.signal is EvidenceKind.LOG:
         return "logs"
     if f.signal is EvidenceKind.CHANGE:
         return "changes"
@@ -160,7 +160,9 @@ def _fault_kind(fs: list[Finding]) -> tuple[FaultKind, str]:
 
 
 SCORED = (("local", analyze_local), ("excess", analyze_excess), ("patterns", analyze_patterns),
-          ("logs", analyze_logs), ("changes", analyze_changes))
+          ("changes", analyze_changes))
+# aggregate log template counts: scored only where request patterns cannot be built (no spans tying
+# logs to requests); otherwise the patterns family already reads the same logs
 # run afterwards for the leading candidates only: series and exemplars people look at
 EVIDENCE = (("metrics", analyze_metrics), ("traces", analyze_traces))
 EVIDENCE_FOR_TOP = 10
@@ -180,12 +182,9 @@ def analyze(obs: Observation, settings: Settings | None = None) -> Analysis:
     notes: list[tuple[str, str, dict]] = []
     findings: list[Finding] = []
     _run(SCORED, obs, s, findings, notes)
+    if not any(family(f) == "patterns" for f in findings):
+        _run((("logs", analyze_logs),), obs, s, findings, notes)
 
-    if any(family(f) == "patterns" for f in findings):
-        # request-level patterns supersede aggregate template counts (both read the same logs)
-        for f in findings:
-            if family(f) == "logs":
-                f.category = f"counts:{f.category}"
     kinds = {r.name: r.kind for r in obs.topology.resources}
     by_res: dict[str, list[Finding]] = {}
     for f in findings:
