@@ -248,7 +248,7 @@ def feature_table(base: pd.DataFrame, inc: pd.DataFrame, cfg: Config | None = No
     nb, cb = _counts(base)
     ni, ci = _counts(inc)
     rows = []
-    for (k, f) in set(cb) | set(ci):
+    for (k, f) in sorted(set(cb) | set(ci), key=repr):   # a fixed order: ties must not depend on hashing
         A, B = nb.get(k, 0), ni.get(k, 0)
         if A == 0 or B == 0:
             continue
@@ -406,9 +406,25 @@ def analyze_patterns(obs, s) -> list:
                                          return_table=True)
     except (KeyError, ValueError):   # too little data to build request units
         return []
+    best = {}
+    if len(table):
+        g = table[table["q"] < Config().fdr]
+        if len(g):
+            best = {str(r["svc"]): r for _, r in g.loc[g.groupby("svc")["score"].idxmax()].iterrows()}
     out = []
     for service, score, evidence in ranked:
-        out.append(Finding(resource=str(service), signal=EvidenceKind.LOG if "L:" in evidence or "log" in evidence
-                           else EvidenceKind.TRACE, category="pattern", score=float(score),
-                           title=evidence, detail={"nats_per_request": round(float(score), 3)}))
+        row = best.get(str(service))
+        feat = row["feat"] if row is not None else ("#", "")
+        shape = "presence" if feat[0] == "#" else "pair"
+        events = [str(e) for e in (feat[1:] if shape == "presence" else feat)]
+        out.append(Finding(
+            resource=str(service), signal=EvidenceKind.LOG if any(e.startswith("L:") for e in events)
+            else EvidenceKind.TRACE, category="pattern", score=float(score), title=evidence,
+            detail={"nats_per_request": round(float(score), 3), "shape": shape,
+                    "direction": str(row["dir"]) if row is not None else "",
+                    "ends_request": shape == "pair" and events[-1] == "$",
+                    "error_log": any(e.startswith(("L:ERROR", "L:WARN", "L:FATAL")) for e in events),
+                    "operation": str(row["op"]) if row is not None else "",
+                    "before": f"{int(row['a'])}/{int(row['A'])}" if row is not None else "",
+                    "after": f"{int(row['b'])}/{int(row['B'])}" if row is not None else ""}))
     return out

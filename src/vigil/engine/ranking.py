@@ -119,6 +119,29 @@ _LOCAL_KIND = {
 }
 
 
+_EXCEPTION = re.compile(r"exception|throw|traceback|stack ?trace|panic|caught|catch", re.I)
+
+
+def _pattern_kind(f: Finding) -> tuple[FaultKind, str]:
+    """What a change in the steps of a service's requests says about the fault.
+
+    A new error line is the most specific: it names an exception, or reports a wrong value or state.
+    Otherwise, requests that now end early, or a step that no longer happens at all, mean the code
+    path aborts (an exception); steps that still happen but in another order mean another branch was
+    taken (a logic fault)."""
+    d, t = f.detail, f.title
+    if d.get("error_log") and d.get("direction") == "new":   # what an error line says is the most specific
+        if _EXCEPTION.search(t):
+            return FaultKind.ERROR, f"its requests started throwing exceptions ({t})"
+        return FaultKind.LOGIC, f"its requests started reporting a wrong value or state ({t})"
+    if d.get("direction") == "new" and d.get("ends_request"):
+        return FaultKind.ERROR, ("its requests now end right after a step that used to be followed by more: "
+                                 f"the code path aborts, as an exception does ({t})")
+    if d.get("direction") == "missing" and d.get("shape") == "presence":
+        return FaultKind.ERROR, f"a step its requests always took stopped happening: the code path aborts early ({t})"
+    return FaultKind.LOGIC, f"its requests take another branch: their steps changed order ({t})"
+
+
 def _fault_kind(fs: list[Finding]) -> tuple[FaultKind, str]:
     """The fault kind the strongest scored evidence points at, and why."""
     for f in sorted(fs, key=_strength, reverse=True):
@@ -137,16 +160,7 @@ def _fault_kind(fs: list[Finding]) -> tuple[FaultKind, str]:
                                          "follows stops, as when an exception aborts it")
             return FaultKind.LOGIC, "its log pattern changed (templates appeared or vanished) without errors"
         if fam == "patterns":
-            t = f.title
-            error_log = bool(re.search(r"log\[(ERROR|WARN)", t))
-            if "expected" in t and "missing" in t:
-                return FaultKind.ERROR, ("inside its requests, a step that always happened stopped happening: the "
-                                         f"code path aborts early, as an exception does ({t})")
-            if error_log and re.search(r"exception|throw|traceback|stack", t, re.I):
-                return FaultKind.ERROR, f"its requests started throwing exceptions ({t})"
-            if error_log:
-                return FaultKind.LOGIC, f"its requests started reporting a wrong value or state ({t})"
-            return FaultKind.LOGIC, f"its requests started behaving differently ({t})"
+            return _pattern_kind(f)
         if fam == "local":
             if f.category in ("local:latency", "local:network") and any(
                     g.category == "local:cpu" and g.score >= 0.5 * f.score for g in fs):
