@@ -35,25 +35,27 @@ _EXCEPTION_WORDS = re.compile(r"exception|throw|traceback|stack ?trace|panic|seg
 _MAX_CHARS = 400
 
 
-_TOKEN_CACHE: dict[str, str] = {}
-_HAS_DIGIT = re.compile(r"\d")
+_TOKEN_CACHE: dict[tuple[str, str | None], str] = {}
+HAS_DIGIT = re.compile(r"\d")
 
 
-def _mask_token(tok: str) -> str:
-    out = _TOKEN_CACHE.get(tok)
+def mask_token(tok: str, placeholder: str | None = None) -> str:
+    """One whitespace-separated token with its variable parts masked (``placeholder`` replaces every
+    kind of mask when given). Cached: most tokens recur from line to line."""
+    out = _TOKEN_CACHE.get((tok, placeholder))
     if out is None:
         out = tok
         for pattern, repl in _MASKS:
-            out = pattern.sub(repl, out)
+            out = pattern.sub(placeholder or repl, out)
         if len(_TOKEN_CACHE) > 200_000:
             _TOKEN_CACHE.clear()
-        _TOKEN_CACHE[tok] = out
+        _TOKEN_CACHE[(tok, placeholder)] = out
     return out
 
 
 def mask(line: str) -> str:
     """Replace variable parts (times, ids, addresses, numbers) with placeholders, token by token."""
-    return " ".join(_mask_token(t) if _HAS_DIGIT.search(t) else t for t in line.split())
+    return " ".join(mask_token(t) if HAS_DIGIT.search(t) else t for t in line.split())
 
 
 @dataclass

@@ -38,16 +38,10 @@ from drain3 import TemplateMiner
 from drain3.template_miner_config import TemplateMinerConfig
 from scipy.stats import fisher_exact
 
+from vigil.engine.logs import HAS_DIGIT, mask_token
+
 logging.getLogger("drain3").setLevel(logging.WARNING)
 
-_MASKS = [
-    (re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:[.,]\d+)?Z?"), "<TS>"),
-    (re.compile(r"\b\d{1,2}:\d{2}:\d{2}(?:[.,]\d+)?\b"), "<TS>"),
-    (re.compile(r"\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b"), "<UUID>"),
-    (re.compile(r"\b\d{1,3}(?:\.\d{1,3}){3}(?::\d+)?\b"), "<IP>"),
-    (re.compile(r"\b(?=[0-9a-fA-F]*\d)[0-9a-fA-F]{12,}\b"), "<HEX>"),
-    (re.compile(r"(?<![#\w.])[-+]?\d+(?:\.\d+)?(?![\w.])"), "<NUM>"),
-]
 _KV = re.compile(r"\b(\w+)=(?!<)[^\s,;&)\]}]+")     # key=value parameters
 _LEVEL_RE = re.compile(r"\b(FATAL|CRITICAL|ERROR|WARN(?:ING)?|INFO|DEBUG|TRACE)\b")
 _ERROR_LEVELS = ("ERROR", "FATAL", "CRITICAL", "WARN", "WARNING")
@@ -76,25 +70,9 @@ class Config:
 _LIST = re.compile(r"[\[{(][^\[\]{}()]*,[^\[\]{}()]*[\]})]")   # innermost bracketed comma-list
 
 
-_TOKEN_CACHE: dict[tuple[str, str | None], str] = {}
-_DIGIT = re.compile(r"\d")
-
-
-def _mask_token(tok: str, ph: str | None) -> str:
-    out = _TOKEN_CACHE.get((tok, ph))
-    if out is None:
-        out = tok
-        for p, r in _MASKS:
-            out = p.sub(ph or r, out)
-        if len(_TOKEN_CACHE) > 200_000:
-            _TOKEN_CACHE.clear()
-        _TOKEN_CACHE[(tok, ph)] = out
-    return out
-
-
 def mask(s: str, ph: str | None = None) -> str:
     # token by token (cached: most tokens recur), then the patterns that span tokens
-    s = " ".join(_mask_token(t, ph) if _DIGIT.search(t) else t for t in s.split()[:64])
+    s = " ".join(mask_token(t, ph) if HAS_DIGIT.search(t) else t for t in s.split()[:64])
     for _ in range(4):                  # variable-length lists -> one token, so Drain's length split is stable
         s2 = _LIST.sub(ph or "<LIST>", s)
         if s2 == s:
