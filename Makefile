@@ -17,6 +17,12 @@ install: $(BIN)/python
 
 install-test: $(BIN)/python
 	$(BIN)/pip install --quiet -e ".[test]"
+	@# the end-to-end test runs Debian's Prometheus and Alertmanager (it starts them itself)
+	@command -v prometheus >/dev/null 2>&1 && command -v prometheus-alertmanager >/dev/null 2>&1 || \
+	  { [ "$$(id -u)" = 0 ] && DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	      prometheus prometheus-alertmanager >/dev/null; } || \
+	  echo "note: install the Debian packages prometheus and prometheus-alertmanager for the end-to-end test"
 
 demo: install
 	$(BIN)/vigil import demo/nezha-trainticket --space demo --replace

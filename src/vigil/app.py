@@ -1,4 +1,4 @@
-"""The application core the interfaces (CLI now; API, web and MCP later) are thin over."""
+"""The application core the interfaces (CLI, the HTTP API of ``vigil serve``; web and MCP later) are thin over."""
 
 from __future__ import annotations
 
@@ -7,12 +7,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+import duckdb
+
 from vigil.agent import Investigator
 from vigil.config import Settings
 from vigil.engine import Analysis
-from vigil.errors import InputError, NotFound
+from vigil.errors import InputError, NotFound, VigilError
 from vigil.ingest import Recording, discover
-from vigil.model import AgentSpace, Alert, Investigation
+from vigil.model import AgentSpace, Alert, ApiToken, Investigation, Role
 from vigil.report import ReportData, render
 from vigil.store.state import StateStore
 from vigil.store.telemetry import TelemetryStore
@@ -47,7 +49,13 @@ class App:
     @property
     def telemetry(self) -> TelemetryStore:
         if self._telemetry is None:
-            self._telemetry = TelemetryStore(self.settings.telemetry_path)
+            try:
+                self._telemetry = TelemetryStore(self.settings.telemetry_path)
+            except duckdb.IOException as exc:
+                if "lock" in str(exc).lower():
+                    raise VigilError(f"the telemetry store {self.settings.telemetry_path} is in use by another "
+                                     "process (is `vigil serve` running? it owns the store while it runs)") from None
+                raise
         return self._telemetry
 
     def close(self) -> None:
@@ -55,6 +63,22 @@ class App:
             self._telemetry.close()
         if self._state is not None:
             self._state.close()
+
+    # -- spaces and tokens ---------------------------------------------------------------------
+    def create_space(self, space_id: str, description: str = "") -> AgentSpace:
+        try:
+            self.state.get_space(space_id)
+        except NotFound:
+            space = self.state.put_space(AgentSpace(id=space_id, name=space_id, description=description,
+                                                    sources=["embedded"]))
+            self.state.audit("cli", "space-create", space_id=space.id, target=space.id)
+            return space
+        raise InputError(f"space {space_id!r} already exists")
+
+    def create_token(self, space_id: str, role: Role, name: str = "") -> tuple[str, ApiToken]:
+        secret, tok = self.state.create_token(space_id, role, name=name, created_by="cli")
+        self.state.audit("cli", "token-create", space_id=space_id, target=tok.id, detail={"role": tok.role.value})
+        return secret, tok
 
     # -- import --------------------------------------------------------------------------------
     def discover(self, paths: list[Path]) -> list[Recording]:

@@ -71,7 +71,11 @@ def observe(source: TelemetrySource, space: str, onset: float, alert: Alert | No
     journal(JournalKind.QUERY, f"topology: {len(obs.topology.resources)} resources, "
             f"{len(obs.topology.edges)} edges; {len(baselines)} marked baseline window(s)",
             source=source.name, query=f"topology space={space}")
-    if obs.metrics.empty and obs.logs.empty and obs.spans.empty:
+    in_window = (
+        (len(obs.metrics) and ((obs.metrics["ts"] >= m_start) & (obs.metrics["ts"] < end)).any())
+        or (len(obs.logs) and ((obs.logs["ts"] >= e_start) & (obs.logs["ts"] < e_end)).any())
+        or (len(obs.spans) and ((obs.spans["start"] >= e_start) & (obs.spans["start"] < e_end)).any()))
+    if not in_window:
         raise InputError(f"no telemetry in space {space!r} around {_iso(onset)}: the window has no data")
     return obs
 

@@ -1,4 +1,4 @@
-"""``vigil`` command line: import, investigate, report, bench."""
+"""``vigil`` command line: import, investigate, report, bench, serve, tokens."""
 
 from __future__ import annotations
 
@@ -175,6 +175,86 @@ def bench(paths: Annotated[list[Path], typer.Argument(help="Folders with labeled
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps(rep.contract(), indent=1, default=str))
         console.print(f"results: {json_out}")
+
+
+token_app = typer.Typer(no_args_is_help=True, help="API tokens: each is scoped to one space with a role.")
+space_app = typer.Typer(no_args_is_help=True, help="Create Agent Spaces.")
+app.add_typer(token_app, name="token")
+app.add_typer(space_app, name="space")
+
+
+@space_app.command("create")
+def space_create(name: Annotated[str, typer.Argument(help="Space id: a-z, 0-9, '_', '.', '-'.")],
+                 description: Annotated[str, typer.Option(help="What the space covers.")] = "") -> None:
+    """Create an (empty) Agent Space, e.g. for telemetry that will arrive over OTLP."""
+    a = _app()
+    space = a.create_space(name, description)
+    console.print(f"space {space.id} created")
+    a.close()
+
+
+@token_app.command("create")
+def token_create(space: Annotated[str, typer.Option(help="The space the token is for.")],
+                 role: Annotated[str, typer.Option(help="viewer, operator or admin.")] = "viewer",
+                 name: Annotated[str, typer.Option(help="A name to recognise it by.")] = "") -> None:
+    """Create a token and print it once (only a hash of it is kept)."""
+    from vigil.model import Role
+    if role not in [r.value for r in Role]:
+        raise VigilError(f"unknown role {role!r}: choose viewer, operator or admin")
+    a = _app()
+    secret, tok = a.create_token(space, Role(role), name)
+    err.print(f"token {tok.id} for space {tok.space_id} with role {tok.role.value} (shown once; store it now):")
+    print(secret)
+    a.close()
+
+
+@token_app.command("list")
+def token_list(space: Annotated[str, typer.Option(help="Space.")]) -> None:
+    """List a space's tokens (never the secrets)."""
+    a = _app()
+    a.state.get_space(space)
+    table = Table("id", "role", "name", "created (UTC)", "revoked")
+    for t in a.state.list_tokens(space):
+        table.add_row(t.id, t.role.value, t.name, f"{t.created_at:%Y-%m-%d %H:%M:%S}",
+                      f"{t.revoked_at:%Y-%m-%d %H:%M:%S}" if t.revoked_at else "")
+    console.print(table)
+    a.close()
+
+
+@token_app.command("revoke")
+def token_revoke(token_id: Annotated[str, typer.Argument(help="Token id (tok_...).")]) -> None:
+    """Revoke a token (a running server stops accepting it within seconds)."""
+    a = _app()
+    tok = a.state.revoke_token(token_id)
+    a.state.audit("cli", "token-revoke", space_id=tok.space_id, target=tok.id)
+    console.print(f"token {tok.id} revoked")
+    a.close()
+
+
+@app.command()
+def serve(host: Annotated[str, typer.Option(help="Address to listen on (loopback by default).")] = "127.0.0.1",
+          port: Annotated[int, typer.Option(help="Port.")] = 8080,
+          workers: Annotated[int | None, typer.Option(help="Investigations run at once (default 2).")] = None,
+          access_log: Annotated[bool, typer.Option(help="Log every request.")] = False) -> None:
+    """Run the live server: REST API, live journal (SSE), OTLP ingestion, alert webhooks, and the
+    workers that run queued investigations."""
+    import uvicorn
+
+    from vigil.api import create_app
+    from vigil.app import App
+    from vigil.server.runtime import Runtime
+    from vigil.server.settings import ServerSettings
+
+    if not 0 < port < 65536:
+        raise VigilError(f"port {port} is out of range")
+    settings = ServerSettings.from_env(host=host, port=port, workers=workers)
+    a = App()
+    _ = a.state, a.telemetry       # open both now: a store held by another process is a clear error
+    rt = Runtime(a, settings)
+    err.print(f"vigil {__version__} serving on http://{host}:{port} (state {a.state.engine.url.render_as_string()}, "
+              f"telemetry {a.settings.telemetry_path}, {settings.workers} workers)", highlight=False)
+    uvicorn.run(create_app(rt), host=host, port=port, log_level="warning", access_log=access_log,
+                timeout_graceful_shutdown=10)
 
 
 @app.command()

@@ -53,10 +53,11 @@ import pandas as pd
 ROLES = [  # (role, pattern) first match wins
     ("node", re.compile(r"^node|host", re.I)),
     ("cpu", re.compile(r"cpu", re.I)),
-    ("mem", re.compile(r"mem", re.I)),
+    ("mem", re.compile(r"mem|rss|heap", re.I)),
+    ("disk", re.compile(r"disk|iops|fs_|filesystem|diskio", re.I)),
     ("srv_lat", re.compile(r"server.*lat|lat.*server", re.I)),
     ("cli_lat", re.compile(r"client.*lat|lat.*client", re.I)),
-    ("lat", re.compile(r"latency|duration|response.?time", re.I)),
+    ("lat", re.compile(r"latency|duration|response.?time|(?:^|[_-])lat(?:$|[_-])", re.I)),
     ("success", re.compile(r"success|availability", re.I)),
     ("errors", re.compile(r"error|fail|5xx|exception", re.I)),
     ("load", re.compile(r"workload|ops|qps|rps|request|throughput", re.I)),
@@ -105,7 +106,7 @@ def series_effects(df: pd.DataFrame, keys: list[str], onset: float, c: Cfg, log:
     """df long (keys..., ts, value) -> one row per series with d (log fold change) and z.
     log=False: the values are already on a log scale (d is then a plain difference)."""
     df = df[(df.ts > onset - c.lookback_s) & (df.ts <= onset + c.post_s)]
-    df = df[np.isfinite(df.value)]
+    df = df[np.isfinite(df.value.to_numpy(dtype=float))]
     out = []
     if df.empty:
         return pd.DataFrame(out, columns=[*keys, "d", "z", "base", "post"])
@@ -278,6 +279,8 @@ def rank(metrics: pd.DataFrame, spans: pd.DataFrame | None, edges: pd.DataFrame,
     # prefer measured (trace) weights when the same edge appears twice
     calls = calls.sort_values("weight").drop_duplicates(["src", "dst"], keep="last")
     services = sorted(set(calls.src) | set(calls.dst))
+    if not services:   # no call graph known: every resource with metrics stands alone
+        services = sorted(map(str, metrics["resource"].unique()))
     callees, callers = defaultdict(list), defaultdict(list)
     for r in calls.itertuples():
         callees[r.src].append(r.dst)
@@ -372,9 +375,10 @@ def rank(metrics: pd.DataFrame, spans: pd.DataFrame | None, edges: pd.DataFrame,
     rows, EV = [], {}
     for s in services:
         ev = {}
-        d, z = get(s, "cpu")
-        if np.isfinite(d) and d > 0:
-            ev["cpu"] = (d * _gate(z, c), f"cpu x{np.exp(d):.1f} (z={z:.1f})")
+        for role, hyp in (("cpu", "cpu"), ("mem", "memory"), ("disk", "disk")):   # saturation of its own resources
+            d, z = get(s, role)
+            if np.isfinite(d) and d > 0:
+                ev[hyp] = (d * _gate(z, c), f"{role} x{np.exp(d):.1f} (z={z:.1f})")
         ds_, zs_ = get(s, "srv_lat")
         if not np.isfinite(ds_):
             ds_, zs_ = get(s, "lat")
@@ -439,7 +443,7 @@ def rank(metrics: pd.DataFrame, spans: pd.DataFrame | None, edges: pd.DataFrame,
             score = ev[k][0]
         else:
             k, score = "none", 0.0
-        kind = {"cpu": "cpu", "latency": "cpu/code(latency)", "network": "network_delay",
+        kind = {"cpu": "cpu", "memory": "memory", "disk": "disk", "latency": "cpu/code(latency)", "network": "network_delay",
                 "traffic": "code(exception/return)", "trace": "code(exception/return)",
                 "entry": "code(exception/return)", "none": "unknown"}[k]
         if k in ("latency", "network") and "cpu" in ev and ev["cpu"][0] >= 0.5 * score:
@@ -453,7 +457,7 @@ def rank(metrics: pd.DataFrame, spans: pd.DataFrame | None, edges: pd.DataFrame,
 
 
 # -- the engine's analyzer interface ---------------------------------------------------------------
-_KIND_CATEGORY = {"cpu": "cpu", "latency": "latency", "network": "network", "traffic": "traffic",
+_KIND_CATEGORY = {"cpu": "cpu", "memory": "memory", "disk": "disk", "latency": "latency", "network": "network", "traffic": "traffic",
                   "trace": "trace-pattern", "entry": "entry"}
 
 
@@ -481,9 +485,7 @@ def analyze_local(obs, s) -> list:
     rows = [{"src": e.src, "dst": e.dst, "kind": "calls", "weight": e.weight} for e in obs.topology.edges
             if e.kind in (EdgeKind.CALLS, EdgeKind.DEPENDS_ON)]
     rows += [{"src": e.src, "dst": e.dst, "kind": "calls", "weight": e.weight} for e in call_edges(obs.spans)]
-    if not rows:
-        return []
-    edges = pd.DataFrame(rows)
+    edges = pd.DataFrame(rows, columns=["src", "dst", "kind", "weight"])
     spans = obs.spans if len(obs.spans) else None
     ranked = rank(node_metrics, spans, edges, obs.onset, edge_metrics=edge_metrics, debug=True)
     out = []

@@ -108,6 +108,8 @@ def _graph(obs: Observation) -> nx.DiGraph:
 
 _LOCAL_KIND = {
     "local:cpu": (FaultKind.CPU, "its own CPU rose sharply"),
+    "local:memory": (FaultKind.MEMORY, "its own memory rose sharply"),
+    "local:disk": (FaultKind.DISK, "its own disk activity rose sharply"),
     "local:network": (FaultKind.NETWORK_DELAY, "calls to or from it slowed between caller and callee, and not "
                                                "on the other endpoints' edges: the delay is on its network"),
     "local:latency": (FaultKind.LATENCY, "its own (server) latency rose beyond what its calls explain"),

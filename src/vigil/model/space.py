@@ -17,6 +17,19 @@ class Policies(BaseModel):
     allow_mutations: bool = False
     require_approval: bool = True
     investigation_budget_s: float = Field(default=120.0, gt=0)
+    settle_s: float = Field(default=15.0, ge=0, le=3600, description=(
+        "An investigation starts no earlier than this long after the incident's onset: exporters batch "
+        "and the analysis needs telemetry from after the onset."))
+
+
+class AlertGrouping(BaseModel):
+    """How alerts of a space become incidents: an alert whose fingerprint is already in an open
+    incident is a duplicate; a new one joins the open incident with the same group key if that
+    incident saw an alert within ``window_s``; otherwise it opens a new incident (and investigation).
+    ``group_by`` lists the alert labels that make the key; empty groups the whole space."""
+
+    window_s: float = Field(default=600.0, ge=0, le=7 * 86400)
+    group_by: list[str] = Field(default_factory=list, max_length=20)
 
 
 class AgentSpace(BaseModel):
@@ -27,6 +40,7 @@ class AgentSpace(BaseModel):
     sources: list[str] = Field(default_factory=list, description="Names of data sources bound to this space.")
     integrations: list[str] = Field(default_factory=list)
     policies: Policies = Field(default_factory=Policies)
+    alerting: AlertGrouping = Field(default_factory=AlertGrouping)
     created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
 
     @field_validator("id")

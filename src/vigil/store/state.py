@@ -5,8 +5,10 @@ owned by Alembic migrations, applied on open."""
 
 from __future__ import annotations
 
+import hashlib
+import secrets
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,17 +22,39 @@ from sqlalchemy.orm import Session, sessionmaker
 from vigil.errors import InputError, NotFound
 from vigil.model import (
     AgentSpace,
+    Alert,
+    AlertOutcome,
+    AlertStatus,
+    ApiToken,
     Hypothesis,
     HypothesisState,
+    Incident,
+    IncidentAlert,
+    IncidentStatus,
+    IncomingAlert,
     Investigation,
     InvestigationStatus,
     JournalEntry,
     JournalKind,
+    Role,
     Trigger,
+    TriggerKind,
     Window,
 )
 from vigil.model.investigation import can_transition
-from vigil.store.tables import AuditRow, HypothesisRow, InvestigationRow, JournalRow, SpaceRow
+from vigil.store.tables import (
+    AuditRow,
+    HypothesisRow,
+    IncidentAlertRow,
+    IncidentRow,
+    IntegrationRow,
+    InvestigationRow,
+    JobRow,
+    JournalRow,
+    SourceRow,
+    SpaceRow,
+    TokenRow,
+)
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -57,15 +81,33 @@ def migrate(engine: Engine) -> None:
 def make_engine(url: str, **kwargs: Any) -> Engine:
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        # several threads (API requests, investigation workers) and processes (the CLI) write: wait
+        # for the lock instead of failing at once
+        kwargs.setdefault("connect_args", {}).setdefault("timeout", 30.0)
     engine = create_engine(url, **kwargs)
     if engine.dialect.name == "sqlite":
         @event.listens_for(engine, "connect")
         def _pragmas(dbapi_con, _record):  # noqa: ANN001
+            dbapi_con.isolation_level = None    # SQLAlchemy emits BEGIN itself (below)
             cur = dbapi_con.cursor()
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA journal_mode=WAL")
             cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _begin(conn):  # noqa: ANN001
+            # take the write lock up front: a deferred transaction that reads and then writes fails
+            # with "database is locked" (no waiting) when another connection wrote in between
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
     return engine
+
+
+def hash_token(secret: str) -> str:
+    return hashlib.sha256(secret.encode("utf-8", "replace")).hexdigest()
+
+
+def group_key(labels: dict[str, str], group_by: list[str]) -> str:
+    return ",".join(f"{k}={labels.get(k, '')}" for k in sorted(group_by))[:300]
 
 
 class StateStore:
@@ -82,7 +124,8 @@ class StateStore:
 
     # -- spaces --------------------------------------------------------------------------------
     def put_space(self, space: AgentSpace) -> AgentSpace:
-        config = space.model_dump(mode="json", include={"services", "sources", "integrations", "policies"})
+        config = space.model_dump(mode="json", include={"services", "sources", "integrations", "policies",
+                                                       "alerting"})
         with self.session() as s, s.begin():
             row = s.get(SpaceRow, space.id)
             if row is None:
@@ -106,14 +149,42 @@ class StateStore:
         return [self.get_space(i) for i in ids]
 
     # -- investigations ------------------------------------------------------------------------
-    def create_investigation(self, space_id: str, trigger: Trigger, window: Window) -> Investigation:
+    def create_investigation(self, space_id: str, trigger: Trigger, window: Window, *, enqueue: bool = False,
+                             max_attempts: int = 3, note: JournalEntry | None = None,
+                             not_before: datetime | None = None) -> Investigation:
+        """Record a queued investigation; with ``enqueue`` also its job in the durable queue (to run
+        no earlier than ``not_before``), and with ``note`` its first journal entry, all in one
+        transaction (a worker of ``vigil serve`` runs it)."""
         self.get_space(space_id)
-        inv = Investigation(id=new_id("inv"), space_id=space_id, trigger=trigger, window=window)
         with self.session() as s, s.begin():
-            s.add(InvestigationRow(
-                id=inv.id, space_id=space_id, trigger=trigger.model_dump(mode="json"),
-                window_start=window.start, window_end=window.end, onset=window.onset,
-                status=inv.status.value, summary="", error="", created_at=inv.created_at))
+            return self._add_investigation(s, space_id, trigger, window, enqueue, max_attempts, note, not_before)
+
+    @staticmethod
+    def settle_until(onset: datetime, settle_s: float, now: datetime | None = None) -> datetime | None:
+        """When an investigation of an incident starting at ``onset`` may run: ``settle_s`` after it, or
+        None when that is already past."""
+        at = _utc(onset) + timedelta(seconds=settle_s)
+        return at if at > (now or datetime.now(UTC)) else None
+
+    @staticmethod
+    def _add_investigation(s: Session, space_id: str, trigger: Trigger, window: Window, enqueue: bool,
+                           max_attempts: int, note: JournalEntry | None = None,
+                           not_before: datetime | None = None) -> Investigation:
+        inv = Investigation(id=new_id("inv"), space_id=space_id, trigger=trigger, window=window)
+        s.add(InvestigationRow(
+            id=inv.id, space_id=space_id, trigger=trigger.model_dump(mode="json"),
+            window_start=window.start, window_end=window.end, onset=window.onset,
+            status=inv.status.value, summary="", error="", created_at=inv.created_at))
+        if note is not None:
+            s.flush()
+            s.add(JournalRow(investigation_id=inv.id, seq=1, ts=note.ts, kind=note.kind.value, message=note.message,
+                             source=note.source, query=note.query, rows=note.rows,
+                             data=note.model_dump(mode="json")["data"]))
+        if enqueue:
+            s.flush()
+            s.add(JobRow(investigation_id=inv.id, space_id=space_id, status="queued", attempts=0,
+                         max_attempts=max_attempts, owner=None, enqueued_at=inv.created_at,
+                         not_before=not_before, updated_at=inv.created_at, last_error=""))
         return inv
 
     @staticmethod
@@ -142,7 +213,9 @@ class StateStore:
             return [self._inv(r) for r in s.scalars(q.limit(limit).offset(offset)).all()]
 
     def set_status(self, inv_id: str, status: InvestigationStatus, summary: str | None = None,
-                   error: str | None = None) -> Investigation:
+                   error: str | None = None, *, finish_job: bool = False) -> Investigation:
+        """Move an investigation along its lifecycle; with ``finish_job`` a final status also marks its
+        queued job done, in the same transaction."""
         with self.session() as s, s.begin():
             row = s.get(InvestigationRow, inv_id, with_for_update=True)
             if row is None:
@@ -160,6 +233,12 @@ class StateStore:
                 row.summary = summary
             if error is not None:
                 row.error = error
+            if finish_job and status.finished:
+                job = s.get(JobRow, inv_id)
+                if job is not None:
+                    job.status, job.owner, job.updated_at = "done", None, now
+                    if error:
+                        job.last_error = error[:2000]
             return self._inv(row)
 
     # -- journal (append-only: there is no update or delete) ------------------------------------
@@ -250,3 +329,321 @@ class StateStore:
         with self.session() as s:
             return [{"ts": _utc(r.ts), "actor": r.actor, "action": r.action, "space_id": r.space_id,
                      "target": r.target, "detail": r.detail} for r in s.scalars(q).all()]
+
+    # -- API tokens (only a sha256 of the secret is stored) ---------------------------------------
+    @staticmethod
+    def _token(r: TokenRow) -> ApiToken:
+        return ApiToken(id=r.id, space_id=r.space_id, role=Role(r.role), name=r.name, created_at=_utc(r.created_at),
+                        created_by=r.created_by, revoked_at=_utc(r.revoked_at))
+
+    def create_token(self, space_id: str, role: Role, name: str = "", created_by: str = "") -> tuple[str, ApiToken]:
+        """Returns the secret (shown once; not recoverable) and the token's record."""
+        self.get_space(space_id)
+        secret = "vgl_" + secrets.token_urlsafe(32)
+        row = TokenRow(id=new_id("tok"), space_id=space_id, role=Role(role).value, name=name[:200],
+                       hash=hash_token(secret), created_at=datetime.now(UTC), created_by=created_by[:200])
+        with self.session() as s, s.begin():
+            s.add(row)
+        return secret, self._token(row)
+
+    def resolve_token(self, secret: str) -> ApiToken | None:
+        """The live token a secret belongs to, or None."""
+        if not secret or len(secret) > 200:
+            return None
+        with self.session() as s:
+            row = s.scalar(select(TokenRow).where(TokenRow.hash == hash_token(secret)))
+            if row is None or row.revoked_at is not None:
+                return None
+            return self._token(row)
+
+    def list_tokens(self, space_id: str) -> list[ApiToken]:
+        with self.session() as s:
+            rows = s.scalars(select(TokenRow).where(TokenRow.space_id == space_id)
+                             .order_by(TokenRow.created_at, TokenRow.id)).all()
+            return [self._token(r) for r in rows]
+
+    def revoke_token(self, token_id: str, space_id: str | None = None) -> ApiToken:
+        with self.session() as s, s.begin():
+            row = s.get(TokenRow, token_id)
+            if row is None or (space_id is not None and row.space_id != space_id):
+                raise NotFound(f"no token {token_id!r}" + (f" in space {space_id!r}" if space_id else ""))
+            if row.revoked_at is None:
+                row.revoked_at = datetime.now(UTC)
+            return self._token(row)
+
+    # -- the durable investigation queue ---------------------------------------------------------
+    def claim_job(self, owner: str) -> str | None:
+        """Take the oldest queued investigation for ``owner``; None when the queue is empty."""
+        now = datetime.now(UTC)
+        with self.session() as s, s.begin():
+            row = s.scalars(select(JobRow).where(JobRow.status == "queued",
+                                                 (JobRow.not_before.is_(None)) | (JobRow.not_before <= now))
+                            .order_by(JobRow.enqueued_at).limit(1).with_for_update(skip_locked=True)).first()
+            if row is None:
+                return None
+            row.status, row.owner, row.attempts = "running", owner, row.attempts + 1
+            row.updated_at = datetime.now(UTC)
+            return row.investigation_id
+
+    def finish_job(self, inv_id: str, error: str = "") -> None:
+        with self.session() as s, s.begin():
+            row = s.get(JobRow, inv_id)
+            if row is not None:
+                row.status, row.owner, row.updated_at = "done", None, datetime.now(UTC)
+                if error:
+                    row.last_error = error[:2000]
+
+    def job(self, inv_id: str) -> dict[str, Any] | None:
+        with self.session() as s:
+            r = s.get(JobRow, inv_id)
+            return None if r is None else {"status": r.status, "attempts": r.attempts, "max_attempts": r.max_attempts,
+                                           "owner": r.owner, "last_error": r.last_error}
+
+    def recover_jobs(self) -> list[tuple[str, str]]:
+        """After a crash: every job left running goes back to the queue (or, past its attempts, fails).
+        Call it before any worker of this process starts. Returns (investigation id, what happened)."""
+        out: list[tuple[str, str]] = []
+        now = datetime.now(UTC)
+        with self.session() as s, s.begin():
+            for job in s.scalars(select(JobRow).where(JobRow.status == "running").with_for_update()).all():
+                inv = s.get(InvestigationRow, job.investigation_id)
+                status = InvestigationStatus(inv.status) if inv is not None else InvestigationStatus.CANCELLED
+                job.owner, job.updated_at = None, now
+                if status.finished:
+                    job.status = "done"
+                    out.append((job.investigation_id, "finished"))
+                elif job.attempts >= job.max_attempts:
+                    job.status = "done"
+                    job.last_error = f"the server stopped during each of {job.attempts} attempts"
+                    if status is InvestigationStatus.RUNNING:
+                        inv.status, inv.finished_at, inv.error = InvestigationStatus.FAILED.value, now, job.last_error
+                    else:
+                        inv.status, inv.finished_at, inv.error = InvestigationStatus.CANCELLED.value, now, job.last_error
+                    out.append((job.investigation_id, "gave-up"))
+                else:
+                    job.status = "queued"
+                    if status is InvestigationStatus.RUNNING:
+                        inv.status = InvestigationStatus.QUEUED.value
+                    out.append((job.investigation_id, "requeued"))
+        for inv_id, what in out:
+            job = self.job(inv_id) or {}
+            if what == "requeued":
+                self.append_journal(inv_id, JournalKind.WARNING,
+                                    f"the server stopped during attempt {job.get('attempts')} of "
+                                    f"{job.get('max_attempts')}; the investigation is queued again", source="server")
+            elif what == "gave-up":
+                self.append_journal(inv_id, JournalKind.ERROR, f"investigation failed: {job.get('last_error')}",
+                                    source="server")
+        return out
+
+    def queue_depth(self) -> dict[str, int]:
+        with self.session() as s:
+            rows = s.execute(select(JobRow.status, func.count()).group_by(JobRow.status)).all()
+        return {"queued": 0, "running": 0, "done": 0} | {st: n for st, n in rows}
+
+    def next_job_at(self) -> datetime | None:
+        """The earliest time a queued job may run (None when nothing is queued)."""
+        with self.session() as s:
+            rows = s.execute(select(func.count(), func.min(JobRow.not_before)).where(JobRow.status == "queued")
+                             .group_by(JobRow.not_before.is_(None))).all()
+        if not rows:
+            return None
+        if any(n and nb is None for n, nb in rows):
+            return datetime.now(UTC)
+        return min(_utc(nb) for _n, nb in rows)
+
+    def count_investigations(self) -> dict[str, int]:
+        with self.session() as s:
+            rows = s.execute(select(InvestigationRow.status, func.count()).group_by(InvestigationRow.status)).all()
+        return {st.value: 0 for st in InvestigationStatus} | {st: n for st, n in rows}
+
+    # -- alerts and incidents --------------------------------------------------------------------
+    def accept_alerts(self, space_id: str, alerts: list[IncomingAlert], lookback: timedelta, after: timedelta,
+                      max_attempts: int = 3, now: datetime | None = None) -> list[AlertOutcome]:
+        """Turn delivered alerts into incidents in ONE transaction: de-duplicate by fingerprint, group
+        related alerts within the space's window, and queue one investigation per new incident. When
+        this returns, every alert is durably recorded (or the call raised and nothing was written)."""
+        now = now or datetime.now(UTC)
+        outcomes: list[AlertOutcome] = []
+        with self.session() as s, s.begin():
+            srow = s.get(SpaceRow, space_id, with_for_update=True)    # serialises deliveries to one space
+            if srow is None:
+                raise NotFound(f"no space named {space_id!r}")
+            space = AgentSpace(id=srow.id, **srow.config)
+            grouping = space.alerting
+            open_incs = {r.id: r for r in s.scalars(select(IncidentRow).where(
+                IncidentRow.space_id == space_id, IncidentRow.status == IncidentStatus.OPEN.value)).all()}
+            # the alerts of open incidents this delivery names, looked up once (a storm is one query)
+            known: dict[str, IncidentAlertRow] = {}
+            fps = sorted({a.fingerprint for a in alerts})
+            for i in range(0, len(fps) if open_incs else 0, 500):
+                for row in s.scalars(select(IncidentAlertRow).where(
+                        IncidentAlertRow.space_id == space_id, IncidentAlertRow.fingerprint.in_(fps[i:i + 500]),
+                        IncidentAlertRow.incident_id.in_(list(open_incs)))).all():
+                    known.setdefault(row.fingerprint, row)
+            for a in alerts:
+                at = min(_utc(a.at), now + timedelta(seconds=60))
+                existing = known.get(a.fingerprint)
+                if existing is not None and existing.incident_id not in open_incs:
+                    existing = None          # its incident resolved earlier in this delivery
+                if a.status is AlertStatus.RESOLVED:
+                    if existing is None:
+                        outcomes.append(AlertOutcome(fingerprint=a.fingerprint, outcome="ignored"))
+                        continue
+                    existing.status, existing.last_received_at = AlertStatus.RESOLVED.value, now
+                    inc = open_incs[existing.incident_id]
+                    s.flush()
+                    firing = s.scalar(select(func.count()).select_from(IncidentAlertRow).where(
+                        IncidentAlertRow.incident_id == inc.id, IncidentAlertRow.status == AlertStatus.FIRING.value))
+                    if not firing:
+                        inc.status = IncidentStatus.RESOLVED.value
+                        del open_incs[inc.id]
+                    outcomes.append(AlertOutcome(fingerprint=a.fingerprint, outcome="resolved", incident_id=inc.id,
+                                                 investigation_id=inc.investigation_id))
+                    continue
+                if existing is not None:
+                    existing.receipts += 1
+                    existing.status, existing.last_received_at = AlertStatus.FIRING.value, now
+                    inc = open_incs[existing.incident_id]
+                    inc.duplicates += 1
+                    inc.last_seen = now
+                    outcomes.append(AlertOutcome(fingerprint=a.fingerprint, outcome="duplicate", incident_id=inc.id,
+                                                 investigation_id=inc.investigation_id))
+                    continue
+                key = group_key(a.labels, grouping.group_by)
+                horizon = now - timedelta(seconds=grouping.window_s)
+                joinable = [r for r in open_incs.values() if r.group_key == key and _utc(r.last_seen) >= horizon]
+                if joinable:
+                    inc = max(joinable, key=lambda r: _utc(r.last_seen))
+                    inc.alert_count += 1
+                    inc.last_seen = now
+                    outcome = "grouped"
+                else:
+                    alert = Alert(id=a.fingerprint, title=a.title, at=at, resource=a.resource, metric=a.metric,
+                                  labels=a.labels, fingerprint=a.fingerprint)
+                    wait = self.settle_until(at, space.policies.settle_s, now)
+                    note = None if wait is None else JournalEntry(
+                        investigation_id="", seq=1, kind=JournalKind.NOTE, source="server",
+                        message=f"waiting until {wait:%H:%M:%S}Z to investigate, {space.policies.settle_s:g} s "
+                                "after the onset, so that telemetry from after it has arrived",
+                        data={"not_before": wait.isoformat()})
+                    inv = self._add_investigation(s, space_id, Trigger(kind=TriggerKind.ALERT, alert=alert,
+                                                                       text=f"{a.source} alert"),
+                                                  Window.around(at, lookback, after), True, max_attempts, note, wait)
+                    inc = IncidentRow(id=new_id("inc"), space_id=space_id, title=a.title[:2000],
+                                      status=IncidentStatus.OPEN.value, source=a.source, group_key=key,
+                                      first_seen=now, last_seen=now, alert_count=1, duplicates=0,
+                                      investigation_id=inv.id)
+                    s.add(inc)
+                    open_incs[inc.id] = inc
+                    outcome = "new-incident"
+                s.flush()
+                row = IncidentAlertRow(
+                    incident_id=inc.id, space_id=space_id, fingerprint=a.fingerprint, source=a.source,
+                    status=AlertStatus.FIRING.value, title=a.title[:2000], starts_at=at, received_at=now,
+                    last_received_at=now, receipts=1, resource=a.resource, metric=a.metric, labels=a.labels,
+                    annotations=a.annotations)
+                s.add(row)
+                known[a.fingerprint] = row
+                outcomes.append(AlertOutcome(fingerprint=a.fingerprint, outcome=outcome, incident_id=inc.id,
+                                             investigation_id=inc.investigation_id))
+        return outcomes
+
+    @staticmethod
+    def _incident(r: IncidentRow, alerts: list[IncidentAlertRow] | None = None) -> Incident:
+        return Incident(
+            id=r.id, space_id=r.space_id, title=r.title, status=IncidentStatus(r.status), source=r.source,
+            group_key=r.group_key, first_seen=_utc(r.first_seen), last_seen=_utc(r.last_seen),
+            alert_count=r.alert_count, duplicates=r.duplicates, investigation_id=r.investigation_id,
+            alerts=[IncidentAlert(fingerprint=a.fingerprint, source=a.source, status=AlertStatus(a.status),
+                                  title=a.title, starts_at=_utc(a.starts_at), received_at=_utc(a.received_at),
+                                  last_received_at=_utc(a.last_received_at), receipts=a.receipts,
+                                  resource=a.resource, metric=a.metric, labels=a.labels or {},
+                                  annotations=a.annotations or {}) for a in alerts or []])
+
+    def list_incidents(self, space_id: str, status: IncidentStatus | None = None, limit: int = 50,
+                       offset: int = 0) -> list[Incident]:
+        q = select(IncidentRow).where(IncidentRow.space_id == space_id)
+        if status:
+            q = q.where(IncidentRow.status == status.value)
+        with self.session() as s:
+            rows = s.scalars(q.order_by(IncidentRow.first_seen.desc(), IncidentRow.id).limit(limit).offset(offset))
+            return [self._incident(r) for r in rows.all()]
+
+    def get_incident(self, incident_id: str, space_id: str) -> Incident:
+        with self.session() as s:
+            r = s.get(IncidentRow, incident_id)
+            if r is None or r.space_id != space_id:
+                raise NotFound(f"no incident {incident_id!r} in space {space_id!r}")
+            alerts = s.scalars(select(IncidentAlertRow).where(IncidentAlertRow.incident_id == r.id)
+                               .order_by(IncidentAlertRow.id)).all()
+            return self._incident(r, list(alerts))
+
+    def latest_alert(self, space_id: str, start: datetime | None = None, end: datetime | None = None) -> Alert | None:
+        """The most recent alert received in a space (optionally starting inside [start, end])."""
+        q = select(IncidentAlertRow).where(IncidentAlertRow.space_id == space_id)
+        if start is not None:
+            q = q.where(IncidentAlertRow.starts_at >= start)
+        if end is not None:
+            q = q.where(IncidentAlertRow.starts_at <= end)
+        with self.session() as s:
+            r = s.scalars(q.order_by(IncidentAlertRow.starts_at.desc(), IncidentAlertRow.id.desc()).limit(1)).first()
+            if r is None:
+                return None
+            return Alert(id=r.fingerprint, title=r.title, at=_utc(r.starts_at), resource=r.resource, metric=r.metric,
+                         labels=r.labels or {}, fingerprint=r.fingerprint)
+
+    # -- sources and webhook integrations -------------------------------------------------------
+    def put_source(self, space_id: str, name: str, kind: str, config: dict[str, Any]) -> dict[str, Any]:
+        self.get_space(space_id)
+        with self.session() as s, s.begin():
+            row = s.get(SourceRow, (space_id, name))
+            if row is None:
+                row = SourceRow(space_id=space_id, name=name, kind=kind, config=config, created_at=datetime.now(UTC))
+                s.add(row)
+            else:
+                row.kind, row.config = kind, config
+            return {"name": row.name, "kind": row.kind, "config": row.config, "created_at": _utc(row.created_at)}
+
+    def list_sources(self, space_id: str) -> list[dict[str, Any]]:
+        with self.session() as s:
+            rows = s.scalars(select(SourceRow).where(SourceRow.space_id == space_id).order_by(SourceRow.name)).all()
+            return [{"name": r.name, "kind": r.kind, "config": r.config or {}, "created_at": _utc(r.created_at)}
+                    for r in rows]
+
+    def delete_source(self, space_id: str, name: str) -> None:
+        with self.session() as s, s.begin():
+            row = s.get(SourceRow, (space_id, name))
+            if row is None:
+                raise NotFound(f"no source {name!r} in space {space_id!r}")
+            s.delete(row)
+
+    def put_integration(self, space_id: str, kind: str, config: dict[str, Any], secret: str | None) -> None:
+        self.get_space(space_id)
+        with self.session() as s, s.begin():
+            row = s.get(IntegrationRow, (space_id, kind))
+            if row is None:
+                s.add(IntegrationRow(space_id=space_id, kind=kind, config=config, secret=secret,
+                                     updated_at=datetime.now(UTC)))
+            else:
+                row.config, row.secret, row.updated_at = config, secret, datetime.now(UTC)
+
+    def get_integration(self, space_id: str, kind: str) -> tuple[dict[str, Any], str | None] | None:
+        """(config, stored secret) of a space's webhook integration, or None when not configured."""
+        with self.session() as s:
+            row = s.get(IntegrationRow, (space_id, kind))
+            return None if row is None else (dict(row.config or {}), row.secret)
+
+    def list_integrations(self, space_id: str) -> list[dict[str, Any]]:
+        with self.session() as s:
+            rows = s.scalars(select(IntegrationRow).where(IntegrationRow.space_id == space_id)
+                             .order_by(IntegrationRow.kind)).all()
+            return [{"kind": r.kind, "config": r.config or {}, "secret_set": bool(r.secret),
+                     "updated_at": _utc(r.updated_at)} for r in rows]
+
+    def delete_integration(self, space_id: str, kind: str) -> None:
+        with self.session() as s, s.begin():
+            row = s.get(IntegrationRow, (space_id, kind))
+            if row is None:
+                raise NotFound(f"no {kind} integration in space {space_id!r}")
+            s.delete(row)

@@ -79,3 +79,92 @@ class AuditRow(Base):
     space_id: Mapped[str | None] = mapped_column(String(63), nullable=True, index=True)
     target: Mapped[str] = mapped_column(String(200), default="")
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+# -- the live server (migration 0002) -------------------------------------------------------------
+class TokenRow(Base):
+    __tablename__ = "tokens"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    space_id: Mapped[str] = mapped_column(ForeignKey("spaces.id", ondelete="CASCADE"), index=True)
+    role: Mapped[str] = mapped_column(String(20))
+    name: Mapped[str] = mapped_column(String(200), default="")
+    hash: Mapped[str] = mapped_column(String(64), unique=True)      # sha256 hex of the secret; never the secret
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_by: Mapped[str] = mapped_column(String(200), default="")
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class JobRow(Base):
+    """The durable investigation queue: one row per investigation to run."""
+
+    __tablename__ = "jobs"
+    investigation_id: Mapped[str] = mapped_column(ForeignKey("investigations.id", ondelete="CASCADE"),
+                                                  primary_key=True)
+    space_id: Mapped[str] = mapped_column(String(63), index=True)
+    status: Mapped[str] = mapped_column(String(20), index=True)   # queued | running | done
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    max_attempts: Mapped[int] = mapped_column(Integer, default=3)
+    owner: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    enqueued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    not_before: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    last_error: Mapped[str] = mapped_column(Text, default="")
+
+
+class IncidentRow(Base):
+    __tablename__ = "incidents"
+    __table_args__ = (Index("ix_incidents_space_status", "space_id", "status"),)
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    space_id: Mapped[str] = mapped_column(ForeignKey("spaces.id", ondelete="CASCADE"))
+    title: Mapped[str] = mapped_column(Text, default="")
+    status: Mapped[str] = mapped_column(String(20))
+    source: Mapped[str] = mapped_column(String(40), default="")
+    group_key: Mapped[str] = mapped_column(String(300), default="")
+    first_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    last_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    alert_count: Mapped[int] = mapped_column(Integer, default=0)
+    duplicates: Mapped[int] = mapped_column(Integer, default=0)
+    investigation_id: Mapped[str | None] = mapped_column(
+        ForeignKey("investigations.id", ondelete="SET NULL"), nullable=True)
+
+
+class IncidentAlertRow(Base):
+    __tablename__ = "incident_alerts"
+    __table_args__ = (UniqueConstraint("incident_id", "fingerprint", name="uq_incident_alert_fp"),
+                      Index("ix_incident_alerts_space_fp", "space_id", "fingerprint"))
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    incident_id: Mapped[str] = mapped_column(ForeignKey("incidents.id", ondelete="CASCADE"))
+    space_id: Mapped[str] = mapped_column(String(63))
+    fingerprint: Mapped[str] = mapped_column(String(200))
+    source: Mapped[str] = mapped_column(String(40))
+    status: Mapped[str] = mapped_column(String(20))
+    title: Mapped[str] = mapped_column(Text, default="")
+    starts_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    last_received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    receipts: Mapped[int] = mapped_column(Integer, default=1)
+    resource: Mapped[str | None] = mapped_column(String(300), nullable=True)
+    metric: Mapped[str | None] = mapped_column(String(300), nullable=True)
+    labels: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    annotations: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class SourceRow(Base):
+    __tablename__ = "sources"
+    space_id: Mapped[str] = mapped_column(ForeignKey("spaces.id", ondelete="CASCADE"), primary_key=True)
+    name: Mapped[str] = mapped_column(String(63), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(30))
+    config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class IntegrationRow(Base):
+    """A webhook trigger's settings for a space. ``secret`` is needed in clear to check HMACs; it is
+    never returned by the API nor logged. ``config.secret_env`` names an environment variable instead."""
+
+    __tablename__ = "integrations"
+    space_id: Mapped[str] = mapped_column(ForeignKey("spaces.id", ondelete="CASCADE"), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(30), primary_key=True)
+    config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    secret: Mapped[str | None] = mapped_column(Text, nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -1,0 +1,239 @@
+"""The server process's runtime: owns the state store, the (single-process) telemetry store, the
+worker pool, OTLP ingestion, the change feed and the metrics. The API layer calls only this."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+
+from vigil.app import App
+from vigil.engine import Settings as EngineSettings
+from vigil.errors import InputError, NotFound
+from vigil.model import (
+    AlertOutcome,
+    ApiToken,
+    Hypothesis,
+    HypothesisState,
+    IncomingAlert,
+    Investigation,
+    InvestigationStatus,
+    JournalEntry,
+    JournalKind,
+    StartingPoint,
+    Trigger,
+    TriggerKind,
+    Window,
+)
+from vigil.server.feed import ChangeFeed
+from vigil.server.metrics import ServerMetrics
+from vigil.server.otlp import OtlpIngest
+from vigil.server.settings import ServerSettings
+from vigil.server.starting import find_start
+from vigil.server.worker import WorkerPool
+from vigil.store.state import hash_token, new_id
+
+log = logging.getLogger("vigil.server")
+
+
+class TokenCache:
+    """Token look-ups for the hot path (OTLP); revocations made here take effect at once, those made
+    by another process within ``ttl`` seconds."""
+
+    def __init__(self, app: App, ttl: float) -> None:
+        self.app = app
+        self.ttl = ttl
+        self._cache: dict[str, tuple[float, ApiToken | None]] = {}
+        self._lock = threading.Lock()
+
+    def resolve(self, secret: str) -> ApiToken | None:
+        key = hash_token(secret)
+        now = time.monotonic()
+        with self._lock:
+            hit = self._cache.get(key)
+        if hit and hit[0] > now:
+            return hit[1]
+        tok = self.app.state.resolve_token(secret)
+        with self._lock:
+            if len(self._cache) > 10_000:
+                self._cache.clear()
+            self._cache[key] = (now + self.ttl, tok)
+        return tok
+
+    def clear(self) -> None:
+        with self._lock:
+            self._cache.clear()
+
+
+class Runtime:
+    def __init__(self, app: App | None = None, settings: ServerSettings | None = None) -> None:
+        self.app = app or App()
+        self.settings = settings or ServerSettings.from_env()
+        self.instance = new_id("srv")
+        self.engine_settings = EngineSettings()
+        self.metrics = ServerMetrics()
+        self.feed = ChangeFeed()
+        self.tokens = TokenCache(self.app, self.settings.token_cache_s)
+        self.workers = WorkerPool(self, self.settings.workers)
+        self._ingest: OtlpIngest | None = None
+        self._source_cfg: dict[str, tuple[float, str]] = {}
+        self.started = False
+
+    @property
+    def state(self):
+        return self.app.state
+
+    @property
+    def telemetry(self):
+        return self.app.telemetry
+
+    @property
+    def ingest(self) -> OtlpIngest:
+        if self._ingest is None:
+            self._ingest = OtlpIngest(self.telemetry)
+        return self._ingest
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def start(self) -> None:
+        if self.started:
+            return
+        _ = self.state, self.telemetry          # open both (migrations run) before taking traffic
+        self.metrics.watch_state(self.state, self.workers)
+        self.workers.start()
+        self.started = True
+
+    def stop(self) -> None:
+        if self.started:
+            self.workers.stop()
+            self.started = False
+        self.app.close()
+
+    def ready(self) -> dict[str, str]:
+        checks = {}
+        try:
+            self.state.queue_depth()
+            checks["state"] = "ok"
+        except Exception as exc:
+            checks["state"] = f"error: {type(exc).__name__}"
+        try:
+            self.telemetry.baselines("_")       # a query on the smallest table: the store answers
+            checks["telemetry"] = "ok"
+        except Exception as exc:
+            checks["telemetry"] = f"error: {type(exc).__name__}"
+        checks["workers"] = "ok" if self.workers.alive() == self.workers.size else \
+            f"{self.workers.alive()} of {self.workers.size} alive"
+        return checks
+
+    # -- sources --------------------------------------------------------------------------------
+    def resource_key(self, space: str) -> str:
+        """Which OTLP resource attribute names a resource in this space (an ``otlp`` source may say)."""
+        now = time.monotonic()
+        hit = self._source_cfg.get(space)
+        if hit and hit[0] > now:
+            return hit[1]
+        key = "service.name"
+        for src in self.state.list_sources(space):
+            if src["kind"] == "otlp":
+                key = str(src["config"].get("resource_attribute") or key)
+        self._source_cfg[space] = (now + 5.0, key)
+        return key
+
+    def sources_changed(self, space: str) -> None:
+        self._source_cfg.pop(space, None)
+
+    # -- alerts ---------------------------------------------------------------------------------
+    def accept_alerts(self, space: str, alerts: list[IncomingAlert], actor: str) -> list[AlertOutcome]:
+        """Durably record delivered alerts (incidents, queued investigations) before answering."""
+        s = self.engine_settings
+        outcomes = self.state.accept_alerts(space, alerts, timedelta(seconds=s.metric_lookback_s),
+                                            timedelta(seconds=s.after_s), max_attempts=self.settings.max_attempts)
+        for o in outcomes:
+            self.metrics.alerts.labels(o.outcome).inc()
+        if any(o.outcome == "new-incident" for o in outcomes):
+            self.workers.wake()
+        by_fp = {a.fingerprint: a for a in alerts}
+        for o in outcomes:
+            if o.outcome in ("grouped", "duplicate", "resolved") and o.investigation_id:
+                a = by_fp.get(o.fingerprint)
+                what = {"grouped": "a related alert joined the incident",
+                        "duplicate": "the alert was delivered again",
+                        "resolved": "the alert resolved"}[o.outcome]
+                try:
+                    self.state.append_journal(o.investigation_id, JournalKind.NOTE,
+                                              f"{what}: {a.title if a else o.fingerprint}", source=actor,
+                                              data={"fingerprint": o.fingerprint, "incident": o.incident_id})
+                    self.feed.touch(o.investigation_id)
+                except Exception:       # the note is a courtesy; the alert itself is recorded
+                    log.warning("could not journal alert %s", o.outcome)
+        self.state.audit(actor, "alerts", space_id=space, target=",".join(sorted({o.incident_id or "-" for o in
+                                                                                  outcomes}))[:200],
+                         detail={"delivered": len(alerts),
+                                 "outcomes": {k: sum(1 for o in outcomes if o.outcome == k)
+                                              for k in {o.outcome for o in outcomes}}})
+        return outcomes
+
+    # -- manual start ---------------------------------------------------------------------------
+    def start_manual(self, space: str, point: StartingPoint, start: datetime | None, end: datetime | None,
+                     at: datetime | None, text: str, actor: str) -> Investigation:
+        self.state.get_space(space)
+        now = datetime.now(UTC)
+        end = end or (at if at and not start else now)
+        start = start or end - timedelta(hours=1)
+        if start >= end:
+            raise InputError("the window must start before it ends")
+        if end - start > timedelta(days=7):
+            raise InputError("the window may span at most 7 days")
+        if at is not None and point is not StartingPoint.FREE_TEXT:
+            raise InputError("'at' goes with the free-text starting point; the others search the window")
+        found = find_start(self.state, self.telemetry, space, point, start, end, at)
+        s = self.engine_settings
+        window = Window.around(found.onset, timedelta(seconds=s.metric_lookback_s), timedelta(seconds=s.after_s))
+        trigger = Trigger(kind=TriggerKind.MANUAL, alert=found.alert, starting_point=point, text=text)
+        settle = self.state.get_space(space).policies.settle_s
+        wait = self.state.settle_until(found.onset, settle)
+        message = found.note + (f"; waiting until {wait:%H:%M:%S}Z, {settle:g} s after it, for its telemetry"
+                                if wait else "")
+        note = JournalEntry(investigation_id="", seq=1, kind=JournalKind.NOTE, message=message, source=actor,
+                            data={"starting_point": point.value, "window": [start.isoformat(), end.isoformat()],
+                                  **({"resource": found.resource} if found.resource else {}), **found.data,
+                                  **({"not_before": wait.isoformat()} if wait else {})})
+        inv = self.state.create_investigation(space, trigger, window, enqueue=True,
+                                              max_attempts=self.settings.max_attempts, note=note, not_before=wait)
+        self.state.audit(actor, "investigate", space_id=space, target=inv.id, detail={"starting_point": point.value})
+        self.workers.wake()
+        return inv
+
+    # -- operator actions -----------------------------------------------------------------------
+    def cancel(self, space: str, inv_id: str, actor: str) -> Investigation:
+        inv = self.state.get_investigation(inv_id, space_id=space)
+        if inv.status.finished:
+            raise InputError(f"investigation {inv_id} already finished ({inv.status.value})")
+        self.state.append_journal(inv_id, JournalKind.NOTE, f"cancel requested by {actor}", source=actor)
+        if inv.status is InvestigationStatus.QUEUED:
+            try:
+                self.state.set_status(inv_id, InvestigationStatus.CANCELLED, error=f"cancelled by {actor}",
+                                      finish_job=True)
+            except InputError:          # a worker took it meanwhile: stop it at its next step
+                self.workers.cancel_running(inv_id)
+        else:
+            self.workers.cancel_running(inv_id)
+        self.state.audit(actor, "cancel", space_id=space, target=inv_id)
+        self.feed.touch(inv_id)
+        return self.state.get_investigation(inv_id)
+
+    def judge(self, space: str, inv_id: str, hyp_id: str, actor: str, state: HypothesisState | None,
+              note: str | None) -> Hypothesis:
+        self.state.get_investigation(inv_id, space_id=space)
+        hyp = next((h for h in self.state.hypotheses(inv_id) if h.id == hyp_id), None)
+        if hyp is None:
+            raise NotFound(f"no hypothesis {hyp_id!r} in investigation {inv_id!r}")
+        out = self.state.judge_hypothesis(hyp_id, state, note=note, space_id=space)
+        what = f"{state.value} hypothesis #{hyp.rank} ({hyp.resource}, {hyp.fault_kind.value})" if state else \
+            f"noted on hypothesis #{hyp.rank} ({hyp.resource})"
+        self.state.append_journal(inv_id, JournalKind.NOTE, f"{actor} {what}" + (f": {note}" if note else ""),
+                                  source=actor, data={"hypothesis": hyp_id,
+                                                      **({"state": state.value} if state else {})})
+        self.state.audit(actor, f"hypothesis-{state.value if state else 'note'}", space_id=space, target=hyp_id)
+        self.feed.touch(inv_id)
+        return out

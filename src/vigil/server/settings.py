@@ -1,0 +1,54 @@
+"""Server settings: everything has a default, every default is safe (loopback, read-only)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+DEFAULT_SNS_CERT_URL = r"^https://sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/[^?#]+\.pem$"
+
+
+def _int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    return int(raw) if raw else default
+
+
+def _float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    return float(raw) if raw else default
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    workers: int = 2                        # investigations run at once
+    analysis: str = "process"               # "process": each worker's analysis in its own process; "thread"
+    max_attempts: int = 3                   # a job interrupted by crashes this often fails instead of looping
+    max_body_bytes: int = 1 << 20           # API bodies
+    max_webhook_bytes: int = 8 << 20        # alert webhook bodies
+    max_otlp_bytes: int = 16 << 20          # an OTLP request as sent (compressed or not)
+    max_otlp_decoded_bytes: int = 64 << 20  # an OTLP request after gunzip
+    token_cache_s: float = 2.0              # a token revoked from another process stops working within this
+    webhook_tolerance_s: float = 300.0      # signed webhooks older (or newer) than this are replays
+    sns_cert_url_regex: str = DEFAULT_SNS_CERT_URL
+    sns_cert_timeout_s: float = 5.0
+
+    @classmethod
+    def from_env(cls, **overrides) -> ServerSettings:
+        values = dict(
+            workers=_int("VIGIL_WORKERS", cls.workers),
+            analysis=os.environ.get("VIGIL_ANALYSIS") or cls.analysis,
+            max_attempts=_int("VIGIL_MAX_ATTEMPTS", cls.max_attempts),
+            max_body_bytes=_int("VIGIL_MAX_BODY_BYTES", cls.max_body_bytes),
+            max_webhook_bytes=_int("VIGIL_MAX_WEBHOOK_BYTES", cls.max_webhook_bytes),
+            max_otlp_bytes=_int("VIGIL_MAX_OTLP_BYTES", cls.max_otlp_bytes),
+            max_otlp_decoded_bytes=_int("VIGIL_MAX_OTLP_DECODED_BYTES", cls.max_otlp_decoded_bytes),
+            token_cache_s=_float("VIGIL_TOKEN_CACHE_S", cls.token_cache_s),
+            webhook_tolerance_s=_float("VIGIL_WEBHOOK_TOLERANCE_S", cls.webhook_tolerance_s),
+            sns_cert_url_regex=os.environ.get("VIGIL_SNS_CERT_URL_REGEX") or cls.sns_cert_url_regex,
+        )
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        if values["analysis"] not in ("process", "thread"):
+            raise ValueError("VIGIL_ANALYSIS must be 'process' or 'thread'")
+        return cls(**values)

@@ -1,0 +1,245 @@
+"""The worker pool: runs queued investigations from the durable queue with a time budget.
+
+An investigation is ``vigil.agent.Investigator(state, telemetry).run(inv)``, unchanged. The state
+store it is handed is wrapped so that every journal step (a) wakes the live streams and (b) checks
+the time budget and cancellation: past either, the next step raises and the investigator records
+the failure in the journal as it does for any error. The budget is therefore checked between steps.
+
+By default each worker thread runs the analysis in its own analyst process (``vigil.server.analyst``):
+the workers then use every core, and an engine pass that overstays the budget by a grace period is
+stopped by killing that process. ``VIGIL_ANALYSIS=thread`` runs it in the worker thread instead."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from vigil.agent import Investigator
+from vigil.engine.traces import call_edges
+from vigil.errors import NotFound, VigilError
+from vigil.model import Hypothesis, InvestigationStatus, JournalKind, Topology
+from vigil.server.analyst import Analyst, AnalystDied
+
+if TYPE_CHECKING:
+    from vigil.server.runtime import Runtime
+
+log = logging.getLogger("vigil.server")
+
+
+class BudgetExceeded(VigilError):
+    pass
+
+
+class Cancelled(VigilError):
+    pass
+
+
+class GuardedState:
+    """The state store as one investigation run sees it (everything else passes through)."""
+
+    def __init__(self, runtime: Runtime, inv_id: str, budget_s: float, cancel: threading.Event) -> None:
+        self._rt = runtime
+        self._state = runtime.state
+        self._inv_id = inv_id
+        self._budget_s = budget_s
+        self._deadline = time.monotonic() + budget_s
+        self._cancel = cancel
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._state, name)
+
+    def _check(self) -> None:
+        if self._cancel.is_set():
+            raise Cancelled("cancelled by an operator")
+        if time.monotonic() > self._deadline:
+            raise BudgetExceeded(f"time budget of {self._budget_s:g} s exceeded")
+
+    def append_journal(self, inv_id: str, kind: JournalKind, message: str, **kw: Any):
+        if kind not in (JournalKind.ERROR, JournalKind.CONCLUSION):
+            self._check()
+        entry = self._state.append_journal(inv_id, kind, message, **kw)
+        self._rt.feed.touch(inv_id)
+        return entry
+
+    def replace_hypotheses(self, inv_id: str, hypotheses: list[Hypothesis]) -> list[Hypothesis]:
+        out = self._state.replace_hypotheses(inv_id, hypotheses)
+        self._rt.feed.touch(inv_id)
+        return out
+
+    def set_status(self, inv_id: str, status: InvestigationStatus, summary: str | None = None,
+                   error: str | None = None):
+        current = self._state.get_investigation(inv_id)
+        if current.status.finished:          # cancelled from outside meanwhile: keep that
+            return current
+        if status is InvestigationStatus.FAILED and self._cancel.is_set():
+            status = InvestigationStatus.CANCELLED
+        out = self._state.set_status(inv_id, status, summary=summary, error=error, finish_job=True)
+        self._rt.feed.touch(inv_id)
+        return out
+
+
+class WorkerPool:
+    def __init__(self, runtime: Runtime, size: int) -> None:
+        self.rt = runtime
+        self.size = max(1, size)
+        self._threads: list[threading.Thread] = []
+        self._stop = threading.Event()
+        self._wake = threading.Condition()
+        self._cancels: dict[str, threading.Event] = {}
+        self._lock = threading.Lock()
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def start(self) -> None:
+        for inv_id, what in self.rt.state.recover_jobs():
+            log.warning("recovered investigation %s after a restart: %s", inv_id, what)
+            self.rt.feed.touch(inv_id)
+        for i in range(self.size):
+            t = threading.Thread(target=self._loop, args=(i,), name=f"vigil-worker-{i}", daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Take no more jobs; give running ones ``timeout`` to finish. One still running after that is
+        left as a crash would leave it: the next start queues it again."""
+        self._stop.set()
+        self.wake(all_=True)
+        deadline = time.monotonic() + timeout
+        for t in self._threads:
+            t.join(max(0.0, deadline - time.monotonic()))
+
+    def alive(self) -> int:
+        return sum(t.is_alive() for t in self._threads)
+
+    def wake(self, all_: bool = False) -> None:
+        with self._wake:
+            self._wake.notify_all() if all_ else self._wake.notify(self.size)
+
+    def cancel_running(self, inv_id: str) -> bool:
+        with self._lock:
+            ev = self._cancels.get(inv_id)
+        if ev is None:
+            return False
+        ev.set()
+        return True
+
+    def _learn_topology(self, inv, guarded: GuardedState) -> None:
+        """Keep the space's topology current from its traces: service call edges seen in the spans
+        of the investigation's window that the topology lacks are stored (OTLP brings spans, not
+        topology), and the step is journaled."""
+        s = self.rt.engine_settings
+        onset = inv.window.onset.timestamp()
+        tel = self.rt.telemetry
+        t0 = time.perf_counter()
+        edges = call_edges(tel.spans(inv.space_id, onset - s.event_lookback_s, onset + s.after_s))
+        if not edges:
+            return
+        known = {(e.src, e.dst) for e in tel.topology(inv.space_id).edges}
+        new = [e for e in edges if (e.src, e.dst) not in known]
+        if not new:
+            return
+        with tel.transaction() as w:
+            w.topology(inv.space_id, Topology(edges=new))
+        guarded.append_journal(inv.id, JournalKind.QUERY, f"topology: learned {len(new)} call edge(s) from spans: "
+                               + ", ".join(f"{e.src} -> {e.dst}" for e in new[:10]), source=tel.name,
+                               query=f"spans space={inv.space_id} around the onset", rows=len(new),
+                               data={"seconds": round(time.perf_counter() - t0, 4)})
+
+    def _fail(self, inv_id: str, error: str, cancelled: bool) -> None:
+        """Record a failure the investigator did not (one raised before its own error handling)."""
+        st = self.rt.state
+        if st.get_investigation(inv_id).status.finished:
+            return
+        st.append_journal(inv_id, JournalKind.ERROR, f"investigation failed: {error}", source="server")
+        status = InvestigationStatus.CANCELLED if cancelled else InvestigationStatus.FAILED
+        try:
+            st.set_status(inv_id, status, error=error, finish_job=True)
+        except VigilError:          # QUEUED cannot fail directly
+            st.set_status(inv_id, InvestigationStatus.CANCELLED, error=error, finish_job=True)
+        self.rt.feed.touch(inv_id)
+
+    # -- the loop -------------------------------------------------------------------------------
+    def _loop(self, index: int) -> None:
+        analyst = None
+        if self.rt.settings.analysis == "process":
+            analyst = Analyst()
+            try:
+                analyst.start()             # warm: the first investigation does not pay for the start
+            except OSError as exc:
+                log.error("cannot start an analyst process (%s); running analyses in the worker thread",
+                          type(exc).__name__)
+                analyst = None
+        try:
+            self._work(analyst)
+        finally:
+            if analyst is not None:
+                analyst.stop()
+
+    def _work(self, analyst: Analyst | None) -> None:
+        while not self._stop.is_set():
+            try:
+                inv_id = self.rt.state.claim_job(self.rt.instance)
+            except Exception as exc:        # the state database is away: wait and try again
+                log.error("cannot read the investigation queue: %s", type(exc).__name__)
+                inv_id = None
+                time.sleep(1.0)
+            if inv_id is None:
+                timeout = 1.0
+                try:        # a job waiting to settle: wake when it may run
+                    nxt = self.rt.state.next_job_at()
+                    if nxt is not None:
+                        timeout = min(1.0, max(0.05, (nxt - datetime.now(UTC)).total_seconds()))
+                except Exception:
+                    pass
+                with self._wake:
+                    self._wake.wait(timeout=timeout)
+                continue
+            self.run_one(inv_id, analyst)
+
+    def run_one(self, inv_id: str, analyst: Analyst | None = None) -> None:
+        st = self.rt.state
+        try:
+            inv = st.get_investigation(inv_id)
+        except NotFound:
+            st.finish_job(inv_id, error="investigation deleted")
+            return
+        if inv.status.finished:
+            st.finish_job(inv_id)
+            return
+        try:
+            budget = st.get_space(inv.space_id).policies.investigation_budget_s
+        except NotFound:
+            budget = 120.0
+        cancel = threading.Event()
+        with self._lock:
+            self._cancels[inv_id] = cancel
+        t0 = time.perf_counter()
+        error = ""
+        try:
+            guarded = GuardedState(self.rt, inv_id, budget, cancel)
+            self._learn_topology(inv, guarded)
+            if analyst is None:
+                Investigator(guarded, self.rt.telemetry, self.rt.engine_settings).run(inv)  # type: ignore[arg-type]
+            else:
+                hard_stop = time.monotonic() + budget + max(5.0, 0.25 * budget)
+                error = analyst.run(inv, guarded, self.rt.telemetry, hard_stop, cancel.is_set) or ""
+                if error:
+                    self._fail(inv_id, error, cancel.is_set())
+        except AnalystDied as exc:
+            error = str(exc)
+            self._fail(inv_id, error, cancel.is_set())
+        except Exception as exc:            # usually already journaled and marked failed by the investigator
+            error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            self._fail(inv_id, error, cancel.is_set())
+        finally:
+            with self._lock:
+                self._cancels.pop(inv_id, None)
+        st.finish_job(inv_id, error=error)
+        self.rt.metrics.duration.observe(time.perf_counter() - t0)
+        try:
+            self.rt.metrics.finished.labels(st.get_investigation(inv_id).status.value).inc()
+        except NotFound:
+            pass
+        self.rt.feed.touch(inv_id)

@@ -1,0 +1,178 @@
+"""Shared helpers for the server tests: a real uvicorn server on a loopback port (in a thread of
+the test process, or as a ``vigil serve`` subprocess), HTTP helpers and event-stream reading."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import uvicorn
+
+from vigil.api import create_app
+from vigil.app import App
+from vigil.config import Settings
+from vigil.model import AgentSpace, Role
+from vigil.server.runtime import Runtime
+from vigil.server.settings import ServerSettings
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def settings_for(home: Path, database_url: str | None = None) -> Settings:
+    return Settings(home=home, database_url=database_url or f"sqlite:///{home / 'state.db'}",
+                    telemetry_path=home / "telemetry.duckdb", reports_dir=home / "reports").ensure()
+
+
+@dataclass
+class Live:
+    url: str
+    runtime: Runtime
+
+    @property
+    def state(self):
+        return self.runtime.state
+
+    def client(self, token: str | None = None, **kw) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=30.0, **kw)
+
+    def space(self, space_id: str, **kw) -> str:
+        self.state.put_space(AgentSpace(id=space_id, name=space_id, **kw))
+        return space_id
+
+    def token(self, space_id: str, role: Role = Role.ADMIN, name: str = "test") -> str:
+        return self.state.create_token(space_id, role, name=name)[0]
+
+
+@contextmanager
+def live_server(home: Path, database_url: str | None = None, **server_settings):
+    """The real app on uvicorn, listening on a free loopback port, in a thread of this process."""
+    rt = Runtime(App(settings_for(home, database_url)), ServerSettings(**server_settings))
+    config = uvicorn.Config(create_app(rt), host="127.0.0.1", port=0, log_level="warning", lifespan="on")
+    server = uvicorn.Server(config)
+    th = threading.Thread(target=server.run, daemon=True)
+    th.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if time.monotonic() > deadline or not th.is_alive():
+            raise RuntimeError("the server did not start")
+        time.sleep(0.02)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield Live(f"http://127.0.0.1:{port}", rt)
+    finally:
+        server.should_exit = True
+        th.join(30)
+
+
+class ServeProcess:
+    """``vigil serve`` as a separate process (for crash tests and the end-to-end test)."""
+
+    def __init__(self, home: Path, port: int | None = None, env: dict[str, str] | None = None,
+                 workers: int = 2) -> None:
+        self.home = home
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {**os.environ, "VIGIL_HOME": str(home), **(env or {})}
+        self.env.pop("VIGIL_DATABASE_URL", None) if "VIGIL_DATABASE_URL" not in (env or {}) else None
+        self.workers = workers
+        self.proc: subprocess.Popen | None = None
+        self.log = home / f"serve-{self.port}.log"
+
+    def start(self, timeout: float = 60.0) -> ServeProcess:
+        self.home.mkdir(parents=True, exist_ok=True)
+        fh = open(self.log, "ab")  # noqa: SIM115 - closed with the process
+        self.proc = subprocess.Popen([sys.executable, "-m", "vigil", "serve", "--port", str(self.port),
+                                      "--workers", str(self.workers)], env=self.env, stdout=fh, stderr=fh,
+                                     start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"vigil serve exited: {self.log.read_text()[-2000:]}")
+            try:
+                if httpx.get(self.url + "/readyz", timeout=1.0).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"vigil serve did not become ready: {self.log.read_text()[-2000:]}")
+
+    def children(self) -> list[int]:
+        """Process ids of the server's child processes (its analysts)."""
+        assert self.proc is not None
+        out = []
+        for f in Path(f"/proc/{self.proc.pid}/task").glob("*/children"):
+            out += [int(x) for x in f.read_text().split()]
+        return out
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.kill9()
+
+    def client(self, token: str | None = None) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=30.0)
+
+
+def vigil_cli(*args: str, home: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    e = {**os.environ, "VIGIL_HOME": str(home), **(env or {})}
+    if "VIGIL_DATABASE_URL" not in (env or {}):
+        e.pop("VIGIL_DATABASE_URL", None)
+    return subprocess.run([sys.executable, "-m", "vigil", *args], capture_output=True, text=True, env=e, timeout=300)
+
+
+def read_events(client: httpx.Client, path: str, timeout: float = 60.0, headers: dict | None = None) -> list[tuple]:
+    """Read a Server-Sent Events stream to its end: [(event, id, data), ...]."""
+    events, ev, eid, data = [], None, None, []
+    with client.stream("GET", path, timeout=timeout, headers=headers or {}) as r:
+        assert r.status_code == 200, r.read()
+        assert r.headers["content-type"].startswith("text/event-stream")
+        for line in r.iter_lines():
+            if line.startswith("event:"):
+                ev = line[6:].strip()
+            elif line.startswith("id:"):
+                eid = line[3:].strip()
+            elif line.startswith("data:"):
+                data.append(line[5:].strip())
+            elif line == "" and ev is not None:
+                events.append((ev, eid, json.loads("\n".join(data))))
+                if ev == "end":
+                    break
+                ev, eid, data = None, None, []
+    return events
+
+
+def wait_for(fn, timeout: float = 60.0, interval: float = 0.1, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = fn()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
