@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from vigil.errors import InputError
-from vigil.model import Alert, Edge, EdgeKind, EdgeSource, FaultKind
+from vigil.model import Alert, FaultKind
 from vigil.store.telemetry import TelemetryWriter
 
 log = logging.getLogger("vigil.ingest")
@@ -211,18 +211,6 @@ def wide_metrics(df: pd.DataFrame, path: Path, services=(), ts: np.ndarray | Non
     return long.reset_index(drop=True)
 
 
-def trace_edges(spans: pd.DataFrame) -> list[Edge]:
-    """Caller -> callee service edges from parent/child spans."""
-    if spans.empty:
-        return []
-    parents = spans[["span_id", "resource"]].rename(columns={"span_id": "parent_id", "resource": "caller"})
-    joined = spans[["parent_id", "resource"]].merge(parents, on="parent_id")
-    pairs = joined[joined["caller"] != joined["resource"]].groupby(["caller", "resource"]).size()
-    return [Edge(src=a, dst=b, kind=EdgeKind.CALLS, source=EdgeSource.TRACES, weight=float(n))
-            for (a, b), n in pairs.items()]
-
-
-# -- discovery ----------------------------------------------------------------------------------
 def discover(paths: list[Path]) -> list[Recording]:
     """Find every recording under the given folders, in any supported layout."""
     from vigil.ingest import nezha, petshop, rcaeval, rcd

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from vigil.engine.traces import call_edges
 from vigil.errors import InputError
 from vigil.ingest.base import (
     Case,
@@ -25,7 +26,6 @@ from vigil.ingest.base import (
     log,
     read_csv,
     service_of_pod,
-    trace_edges,
     walk_dirs,
 )
 from vigil.model import Alert, Edge, EdgeKind, EdgeSource, FaultKind, Resource, Topology
@@ -247,7 +247,7 @@ def load_day(w: TelemetryWriter, space: str, day_dir: Path, baseline_dir: Path, 
         warnings.append(f"{dataset_of(day_dir)}: no construct_data baseline; using pre-incident windows")
     spans = pd.concat(all_spans, ignore_index=True) if all_spans else pd.DataFrame()
     seen = {r.name for r in resources}
-    edges = edges + trace_edges(spans)
+    edges = edges + call_edges(spans)
     for e in edges:
         for n in (e.src, e.dst):
             if n not in seen:

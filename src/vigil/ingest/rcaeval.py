@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from vigil.engine.traces import call_edges
 from vigil.errors import InputError
 from vigil.ingest.base import (
     CHAOS_FAULT_KINDS,
@@ -32,7 +33,6 @@ from vigil.ingest.base import (
     log,
     read_csv,
     service_of_pod,
-    trace_edges,
     walk_dirs,
     wide_metrics,
 )
@@ -198,7 +198,7 @@ def load_run(w: TelemetryWriter, space: str, run_dir: Path, case: Case) -> list[
         w.spans(space, spans)
         if not spans.empty:
             names |= set(spans["resource"])
-    edges = trace_edges(spans)
+    edges = call_edges(spans)
     for e in edges:
         names |= {e.src, e.dst}
     w.topology(space, Topology(resources=[Resource(name=n, kind="service") for n in sorted(names)], edges=edges))
