@@ -72,7 +72,7 @@ _LIST = re.compile(r"[\[{(][^\[\]{}()]*,[^\[\]{}()]*[\]})]")   # innermost brack
 
 def mask(s: str, ph: str | None = None) -> str:
     # token by token (cached: most tokens recur), then the patterns that span tokens
-    s = " ".join(mask_token(t, ph) if HAS_DIGIT.search(t) else t for t in s.split()[:64])
+    s = " ".join(mask_token(t, ph) if HAS_DIGIT.search(t) else t for t in s.split()[:32])
     for _ in range(4):                  # variable-length lists -> one token, so Drain's length split is stable
         s2 = _LIST.sub(ph or "<LIST>", s)
         if s2 == s:
@@ -127,15 +127,22 @@ def _levels(logs: pd.DataFrame) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------------------------- units
+MAX_TRACES = 3000   # per side: frequencies of steps per request are well estimated long before this
+
+
 def _select(spans: pd.DataFrame, logs: pd.DataFrame, windows: list[tuple[float, float]]):
-    """Traces whose root span starts inside one of the windows; all their spans and logs."""
+    """Traces whose root span starts inside one of the windows; all their spans and logs. A busy
+    system's window is thinned evenly in time to at most MAX_TRACES traces."""
     pid = spans["parent_id"]
     is_root = pid.isna() | (pid == "") | ~pid.isin(set(spans["span_id"]))
     roots = spans[is_root]
     m = np.zeros(len(roots), bool)
     for a, b in windows:
         m |= (roots["start"].to_numpy() >= a) & (roots["start"].to_numpy() < b)
-    tids = set(roots["trace_id"].to_numpy()[m])
+    chosen = roots[m].sort_values("start")["trace_id"].to_numpy()
+    if len(chosen) > MAX_TRACES:
+        chosen = chosen[np.linspace(0, len(chosen) - 1, MAX_TRACES).astype(int)]
+    tids = set(chosen)
     return (spans[spans["trace_id"].map(tids.__contains__).to_numpy(bool)],
             logs[logs["trace_id"].map(tids.__contains__).to_numpy(bool)])
 
