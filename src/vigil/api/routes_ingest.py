@@ -112,6 +112,15 @@ def _integration(request: Request, space: str, kind: str) -> tuple[dict, str | N
     return got
 
 
+def _signing_secret(request: Request, space: str, kind: str) -> str:
+    """The secret a signed webhook of this kind is verified with; refused when none is configured."""
+    config, stored = _integration(request, space, kind)
+    secret = resolve_secret(config, stored)
+    if not secret:
+        raise WebhookRejected(f"{kind} webhooks are not enabled for this space", 403, "not-configured")
+    return secret
+
+
 @router.post("/v1/spaces/{space}/webhooks/alertmanager", response_model=AlertsAccepted, status_code=202,
              tags=["webhooks"], openapi_extra=_WEBHOOK_BODY,
              summary="Prometheus Alertmanager webhook (version 4); authenticate with an operator token")
@@ -156,10 +165,7 @@ async def webhook_grafana(request: Request, space: SpacePath):
 async def webhook_pagerduty(request: Request, space: SpacePath):
     body = await request.body()
     try:
-        config, stored = await run_in_threadpool(_integration, request, space, "pagerduty")
-        secret = resolve_secret(config, stored)
-        if not secret:
-            raise WebhookRejected("pagerduty webhooks are not enabled for this space", 403, "not-configured")
+        secret = await run_in_threadpool(_signing_secret, request, space, "pagerduty")
         pagerduty.verify(body, request.headers.get(pagerduty.HEADER), secret)
         alerts = pagerduty.parse(load_json(body))
     except WebhookRejected as exc:
@@ -174,10 +180,7 @@ async def webhook_pagerduty(request: Request, space: SpacePath):
 async def webhook_generic(request: Request, space: SpacePath):
     body = await request.body()
     try:
-        config, stored = await run_in_threadpool(_integration, request, space, "generic")
-        secret = resolve_secret(config, stored)
-        if not secret:
-            raise WebhookRejected("generic webhooks are not enabled for this space", 403, "not-configured")
+        secret = await run_in_threadpool(_signing_secret, request, space, "generic")
         generic.verify(body, request.headers.get(generic.SIGNATURE), request.headers.get(generic.TIMESTAMP), secret,
                        _rt(request).settings.webhook_tolerance_s)
         alerts = generic.parse(load_json(body))
