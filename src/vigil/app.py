@@ -16,6 +16,7 @@ from vigil.errors import InputError, NotFound, VigilError
 from vigil.ingest import Recording, discover
 from vigil.model import AgentSpace, Alert, ApiToken, Investigation, Role
 from vigil.report import ReportData, render
+from vigil.sources.router import SpaceSources
 from vigil.store.state import StateStore
 from vigil.store.telemetry import TelemetryStore
 
@@ -39,6 +40,7 @@ class App:
         self.settings = (settings or Settings.from_env()).ensure()
         self._state: StateStore | None = None
         self._telemetry: TelemetryStore | None = None
+        self._sources: SpaceSources | None = None
 
     @property
     def state(self) -> StateStore:
@@ -58,7 +60,17 @@ class App:
                 raise
         return self._telemetry
 
+    @property
+    def sources(self) -> SpaceSources:
+        """What investigations query: the embedded store plus the space's registered connectors."""
+        if self._sources is None:
+            self._sources = SpaceSources(self.telemetry, self.state.list_sources)
+        return self._sources
+
     def close(self) -> None:
+        if self._sources is not None:
+            self._sources.close()
+            self._sources = None
         if self._telemetry is not None:
             self._telemetry.close()
         if self._state is not None:
@@ -103,14 +115,14 @@ class App:
     # -- investigate ---------------------------------------------------------------------------
     def alerts(self, space: str) -> list[Alert]:
         self.state.get_space(space)
-        return self.telemetry.alerts(space)
+        return self.sources.alerts(space)
 
     def investigate(self, space: str, at: datetime | None = None, alert_id: str | None = None,
                     latest: bool = False) -> tuple[Investigation, Analysis]:
         self.state.get_space(space)
         alert = None
         if alert_id or latest:
-            alerts = self.telemetry.alerts(space)
+            alerts = self.sources.alerts(space)
             if alert_id:
                 alert = next((a for a in alerts if a.id == alert_id), None)
                 if alert is None:
@@ -122,7 +134,7 @@ class App:
             at = alert.at
         if at is None:
             raise InputError("say when: --at TIME, --alert ID or --latest")
-        investigator = Investigator(self.state, self.telemetry)
+        investigator = Investigator(self.state, self.sources)
         inv = investigator.start(space, at, alert=alert)
         analysis = investigator.run(inv)
         self.state.audit("cli", "investigate", space_id=space, target=inv.id)

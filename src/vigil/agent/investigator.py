@@ -49,9 +49,13 @@ def observe(source: TelemetrySource, space: str, onset: float, alert: Alert | No
                         query=f"{kind} {space} [{_iso(a)}, {_iso(b)})")
                 continue
             frames.append(df)
+            extra = {"rows_by_source": df.attrs["rows_by_source"]} if df.attrs.get("rows_by_source") else {}
             journal(JournalKind.QUERY, f"queried {kind}: {len(df)} rows", source=source.name,
                     query=f"{kind} space={space} window=[{_iso(a)}, {_iso(b)})", rows=len(df),
-                    data={"seconds": round(time.perf_counter() - t0, 4)})
+                    data={"seconds": round(time.perf_counter() - t0, 4), **extra})
+            for problem in df.attrs.get("problems") or []:
+                journal(JournalKind.WARNING, f"partial evidence: {problem}", source=source.name,
+                        query=f"{kind} {space} [{_iso(a)}, {_iso(b)})")
         frames = [f for f in frames if len(f)]
         return pd.concat(frames, ignore_index=True) if frames else None
 

@@ -20,6 +20,7 @@ class EdgeSource(StrEnum):
     TAGS = "tags"
     MANUAL = "manual"
     KUBERNETES = "kubernetes"
+    CLOUDFORMATION = "cloudformation"
     DATASET = "dataset"
 
 
@@ -46,3 +47,19 @@ class Topology(BaseModel):
 
     def callers(self, name: str) -> list[str]:
         return sorted({e.src for e in self.edges if e.dst == name and e.kind in (EdgeKind.CALLS, EdgeKind.DEPENDS_ON)})
+
+    def merged(self, *others: Topology) -> Topology:
+        """This topology plus others: resources by name (first seen wins, attributes added), and edges
+        by (src, dst, kind, source), so an edge learned from two sources is listed once per source."""
+        res: dict[str, Resource] = {}
+        edges: dict[tuple[str, str, str, str], Edge] = {}
+        for topo in (self, *others):
+            for r in topo.resources:
+                if r.name in res:
+                    res[r.name] = res[r.name].model_copy(
+                        update={"attributes": {**r.attributes, **res[r.name].attributes}})
+                else:
+                    res[r.name] = r
+            for e in topo.edges:
+                edges.setdefault((e.src, e.dst, e.kind.value, e.source.value), e)
+        return Topology(resources=list(res.values()), edges=list(edges.values()))

@@ -141,6 +141,7 @@ class Runtime:
 
     def sources_changed(self, space: str) -> None:
         self._source_cfg.pop(space, None)
+        self.app.sources.invalidate(space)
 
     # -- alerts ---------------------------------------------------------------------------------
     def accept_alerts(self, space: str, alerts: list[IncomingAlert], actor: str) -> list[AlertOutcome]:

@@ -221,10 +221,10 @@ class WorkerPool:
             guarded = GuardedState(self.rt, inv_id, budget, cancel)
             self._learn_topology(inv, guarded)
             if analyst is None:
-                Investigator(guarded, self.rt.telemetry, self.rt.engine_settings).run(inv)  # type: ignore[arg-type]
+                Investigator(guarded, self.rt.app.sources, self.rt.engine_settings).run(inv)  # type: ignore[arg-type]
             else:
                 hard_stop = time.monotonic() + budget + max(5.0, 0.25 * budget)
-                error = analyst.run(inv, guarded, self.rt.telemetry, hard_stop, cancel.is_set) or ""
+                error = analyst.run(inv, guarded, self.rt.app.sources, hard_stop, cancel.is_set) or ""
                 if error:
                     self._fail(inv_id, error, cancel.is_set())
         except AnalystDied as exc:
