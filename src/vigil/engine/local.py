@@ -372,13 +372,14 @@ def rank(metrics: pd.DataFrame, spans: pd.DataFrame | None, edges: pd.DataFrame,
             o = [gap[(x, v)][0] for x in callers[v] if x != u and (x, v) in gap]
         return max(0.0, float(np.median(o))) if o else 0.0
 
-    rows, EV = [], {}
+    rows, EV, ZS = [], {}, {}
     for s in services:
         ev = {}
         for role, hyp in (("cpu", "cpu"), ("mem", "memory"), ("disk", "disk")):   # saturation of its own resources
             d, z = get(s, role)
             if np.isfinite(d) and d > 0:
                 ev[hyp] = (d * _gate(z, c), f"{role} x{np.exp(d):.1f} (z={z:.1f})")
+                ZS[(s, hyp)] = float(z)
         ds_, zs_ = get(s, "srv_lat")
         if not np.isfinite(ds_):
             ds_, zs_ = get(s, "lat")
@@ -449,7 +450,8 @@ def rank(metrics: pd.DataFrame, spans: pd.DataFrame | None, edges: pd.DataFrame,
         if k in ("latency", "network") and "cpu" in ev and ev["cpu"][0] >= 0.5 * score:
             kind = "cpu"
         evid = "; ".join(f"{kk}={vv[0]:.2f}: {vv[1]}" for kk, vv in sorted(ev.items(), key=lambda kv: -kv[1][0]))
-        rows.append((s, float(score), kind, evid, {kk: vv[0] for kk, vv in ev.items()}))
+        rows.append((s, float(score), kind, evid, {kk: vv[0] for kk, vv in ev.items()},
+                     {kk: ZS[(s, kk)] for kk in ev if (s, kk) in ZS}))
     rows.sort(key=lambda r: -r[1])
     if debug:
         return rows
@@ -489,7 +491,7 @@ def analyze_local(obs, s) -> list:
     spans = obs.spans if len(obs.spans) else None
     ranked = rank(node_metrics, spans, edges, obs.onset, edge_metrics=edge_metrics, debug=True)
     out = []
-    for service, _score, kind, evidence, parts in ranked:
+    for service, _score, kind, evidence, parts, zs in ranked:
         for hyp, value in parts.items():
             if value <= 0:
                 continue
@@ -497,5 +499,6 @@ def analyze_local(obs, s) -> list:
             text = next((p.split(": ", 1)[1] for p in evidence.split("; ") if p.startswith(f"{hyp}=")), evidence)
             out.append(Finding(resource=service, signal=signal, category=f"local:{_KIND_CATEGORY[hyp]}",
                                score=float(value), title=text,
-                               detail={"hypothesis": hyp, "kind_guess": kind, "evidence": evidence}))
+                               detail={"hypothesis": hyp, "kind_guess": kind, "evidence": evidence,
+                                       **({"z": zs[hyp]} if hyp in zs else {})}))
     return out

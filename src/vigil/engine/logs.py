@@ -164,8 +164,8 @@ def analyze_logs(obs: Observation, s: Settings) -> list[Finding]:
         op_of = {(str(rs), int(t)): str(o) for (rs, t, o), n in top.items() if n >= 0.5 * total[(rs, t)]}
     for resource, c in all_counts.groupby(level=0, sort=False):
         n_base, n_recent, n_inc = (int(totals.at[resource, k]) for k in ("base", "recent", "inc"))
-        if n_base + n_inc < s.min_events:
-            continue
+        if n_base + n_inc < s.min_events or n_base + n_recent < s.min_events:
+            continue    # too few lines, or nothing logged before the onset to compare against
         c = c.droplevel(0)
         i, b, r = c["i"].to_numpy(float), c["b"].to_numpy(float), c["r"].to_numpy(float)
         ops = [op_of.get((str(resource), int(t))) for t in c.index]

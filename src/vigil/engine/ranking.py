@@ -106,6 +106,7 @@ def _graph(obs: Observation) -> nx.DiGraph:
     return g
 
 
+CPU_EXPLAINS_Z = 2.0
 _LOCAL_KIND = {
     "local:cpu": (FaultKind.CPU, "its own CPU rose sharply"),
     "local:memory": (FaultKind.MEMORY, "its own memory rose sharply"),
@@ -164,8 +165,11 @@ def _fault_kind(fs: list[Finding]) -> tuple[FaultKind, str]:
         if fam == "patterns":
             return _pattern_kind(f)
         if fam == "local":
+            # a service slowing down while its own CPU is significantly up (2 sigma, where the local
+            # family's 1-3 sigma gate is half open) is explained by the CPU: the latency is its symptom
             if f.category in ("local:latency", "local:network") and any(
-                    g.category == "local:cpu" and g.score >= 0.5 * f.score for g in fs):
+                    g.category == "local:cpu" and (g.score >= 0.5 * f.score or g.detail.get("z", 0.0) >= CPU_EXPLAINS_Z)
+                    for g in fs):
                 return _LOCAL_KIND["local:cpu"]
             return _LOCAL_KIND.get(f.category, (FaultKind.UNKNOWN, f.title))
         if fam == "excess":

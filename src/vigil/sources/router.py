@@ -99,6 +99,7 @@ class SpaceSources:
             try:
                 frames.append(_conform(role, got))
                 answered[name] = len(got)
+                problems.extend(f"source {name!r}: {p}" for p in (getattr(got, "attrs", {}) or {}).get("problems", []))
             except (ValueError, TypeError, AttributeError) as exc:
                 problems.append(f"source {name!r} returned unusable {role}: {exc}")
         nonempty = [f for f in frames if len(f)]
@@ -139,6 +140,12 @@ class SpaceSources:
         for _, alerts in parts:
             out.extend(alerts)
         return sorted(out, key=lambda a: a.at)
+
+    def agent_tool_calls(self, space: str, context: dict[str, Any]) -> list[dict[str, Any]]:
+        """Journal records of the space's read-only MCP agent tool calls for an investigation ``context``
+        (window + top hypotheses); run here, where the connectors live (see ``sources.mcp_tools``)."""
+        from vigil.sources.mcp_tools import agent_tool_calls
+        return agent_tool_calls(self.connectors(space)[0], context, self._pool)
 
     def close(self) -> None:
         with self._lock:
