@@ -13,6 +13,7 @@ from vigil.engine import Analysis, Observation, Settings, analyze
 from vigil.errors import InputError
 from vigil.model import Alert, Investigation, InvestigationStatus, JournalKind, Trigger, TriggerKind, Window
 from vigil.sources.base import TelemetrySource
+from vigil.sources.mcp_tools import run_agent_tools
 from vigil.store.state import StateStore
 
 Journal = Callable[..., None]   # journal(kind, message, source=, query=, rows=, data=)
@@ -121,6 +122,7 @@ class Investigator:
                 journal(JournalKind.ANALYSIS, f"{analyzer}: {message}", source="engine", data=data)
             stored = st.replace_hypotheses(inv.id, analysis.hypotheses)
             analysis.hypotheses = stored
+            run_agent_tools(self.source, inv, stored, journal)   # read-only MCP tools, bounded, journaled
             status = InvestigationStatus.INCONCLUSIVE if analysis.inconclusive else InvestigationStatus.CONCLUDED
             journal(JournalKind.CONCLUSION, analysis.summary, source="engine",
                     data={"seconds": round(time.perf_counter() - t0, 3),

@@ -27,7 +27,8 @@ from typing import Any, BinaryIO
 from vigil.errors import InputError, NotFound, VigilError
 
 _HEADER = struct.Struct(">I")
-SOURCE_METHODS = frozenset({"metrics", "logs", "spans", "changes", "topology", "baselines", "alerts"})
+SOURCE_METHODS = frozenset({"metrics", "logs", "spans", "changes", "topology", "baselines", "alerts",
+                            "agent_tool_calls"})
 STATE_METHODS = frozenset({"set_status", "append_journal", "replace_hypotheses", "get_investigation",
                            "hypotheses", "journal"})
 
