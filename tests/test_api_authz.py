@@ -35,7 +35,7 @@ from vigil.model import (
 SPACES = ("alpha", "beta")
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 PUBLIC_API = {("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/metrics")}   # besides /openapi.json and /docs
-SIGNED = {"pagerduty", "sns", "generic"}     # verified by signature, not by token
+SIGNED = {"pagerduty", "sns", "generic", "github", "gitlab"}     # verified by signature, not by token
 
 
 def _spans_body() -> bytes:
@@ -135,6 +135,8 @@ SPEC = {
     ("PUT", "/v1/spaces/{space}/sources/{name}"): (Role.ADMIN, lambda c, s: {
         "name": "otel", "json": {"kind": "otlp", "config": {"resource_attribute": "k8s.deployment.name"}}}),
     ("DELETE", "/v1/spaces/{space}/sources/{name}"): (Role.ADMIN, lambda c, s: {"name": c.source(s)}),
+    ("POST", "/v1/spaces/{space}/sources/{name}/check"): (Role.OPERATOR, lambda c, s: {"name": c.source(s)}),
+    ("GET", "/v1/spaces/{space}/topology"): (Role.VIEWER, lambda c, s: {}),
     ("GET", "/v1/spaces/{space}/integrations"): (Role.ADMIN, lambda c, s: {}),
     ("PUT", "/v1/spaces/{space}/integrations/{kind}"): (Role.ADMIN, lambda c, s: {
         "kind": "generic", "json": {"secret": "a-new-secret-0123456789"}}),
@@ -175,6 +177,8 @@ SPEC = {
     ("POST", "/v1/spaces/{space}/webhooks/pagerduty"): ("signed", None),
     ("POST", "/v1/spaces/{space}/webhooks/sns"): ("signed", None),
     ("POST", "/v1/spaces/{space}/webhooks/generic"): ("signed", None),
+    ("POST", "/v1/spaces/{space}/webhooks/github"): ("signed", None),
+    ("POST", "/v1/spaces/{space}/webhooks/gitlab"): ("signed", None),
 }
 TOKEN_ROUTES = [k for k, v in SPEC.items() if v[0] != "signed"]
 OWN_SPACE = {("GET", "/v1/spaces"), ("POST", "/v1/traces"), ("POST", "/v1/logs"), ("POST", "/v1/metrics")}

@@ -12,6 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from vigil import __version__
 from vigil.api import errors
 from vigil.api.middleware import BodyLimit, ResponseCounter
+from vigil.api.routes_changes import router as changes_router
 from vigil.api.routes_ingest import router as ingest_router
 from vigil.api.routes_inv import router as inv_router
 from vigil.api.routes_space import router as space_router
@@ -65,4 +66,5 @@ def create_app(runtime: Runtime | None = None, start: bool = True) -> FastAPI:
     app.include_router(space_router)
     app.include_router(inv_router)
     app.include_router(ingest_router)
+    app.include_router(changes_router)
     return app

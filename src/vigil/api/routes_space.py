@@ -6,20 +6,23 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request
 
-from vigil.api.auth import Admin, IdPath, Principal, SpacePath, Viewer, need_own_space
+from vigil.api.auth import Admin, IdPath, Operator, Principal, SpacePath, Viewer, need_own_space
 from vigil.api.errors import ERROR_RESPONSES, ApiError
 from vigil.api.schemas import (
     AuditEntry,
     IntegrationIn,
     IntegrationOut,
+    SourceCheckOut,
     SourceIn,
     SourceOut,
     SpacePatch,
     TokenCreate,
     TokenCreated,
 )
+from vigil.errors import InputError
 from vigil.integrations import KINDS
-from vigil.model import AgentSpace, ApiToken, Role
+from vigil.model import AgentSpace, ApiToken, Role, Topology
+from vigil.sources import registry
 
 router = APIRouter(prefix="/v1", responses=ERROR_RESPONSES)
 SourceName = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9_.-]{0,62}$")]
@@ -89,15 +92,48 @@ def list_sources(request: Request, space: SpacePath, who: Viewer):
     return out
 
 
-@router.put("/spaces/{space}/sources/{name}", response_model=SourceOut, tags=["sources"])
-def put_source(request: Request, space: SpacePath, name: SourceName, body: SourceIn, who: Admin):
+@router.put("/spaces/{space}/sources/{name}", response_model=SourceOut, tags=["sources"],
+            summary="Register a source (its config is validated and its backend checked before it is stored)")
+def put_source(request: Request, space: SpacePath, name: SourceName, body: SourceIn, who: Admin,
+               check: Annotated[bool, Query(description="Reach the backend before storing (default).")] = True):
     if name == "embedded":
         raise ApiError(400, "'embedded' is the built-in store; choose another name")
     rt = _rt(request)
-    out = rt.state.put_source(space, name, body.kind, body.config.model_dump())
+    rt.state.get_space(space)
+    try:
+        config = registry.normalize(body.kind, body.config)
+    except InputError as exc:
+        raise ApiError(422, str(exc)) from None
+    result = registry.check(name, body.kind, config) if check else None
+    if result is not None and not result.ok:
+        raise ApiError(422, f"source {name!r} failed its check, nothing stored: {result.message}")
+    out = rt.state.put_source(space, name, body.kind, config, (result.ok, result.message) if result else None)
     rt.sources_changed(space)
-    rt.state.audit(who.actor, "source-put", space_id=space, target=name, detail={"kind": body.kind})
-    return SourceOut(**out)
+    rt.state.audit(who.actor, "source-put", space_id=space, target=name,
+                   detail={"kind": body.kind, "checked": result is not None})
+    return SourceOut(**out, check=result.message if result else None)
+
+
+@router.post("/spaces/{space}/sources/{name}/check", response_model=SourceCheckOut, tags=["sources"],
+             summary="Check a stored source's backend again and record the outcome (ok is false if it failed)")
+def check_source(request: Request, space: SpacePath, name: SourceName, who: Operator):
+    rt = _rt(request)
+    src = rt.state.get_source(space, name)
+    try:
+        result = registry.check(name, src["kind"], src["config"])
+    except InputError as exc:       # a row stored by an older version that no longer validates
+        result = registry.CheckResult(False, str(exc))
+    rt.state.record_source_check(space, name, result.ok, result.message, result.at)
+    rt.state.audit(who.actor, "source-check", space_id=space, target=name, detail={"ok": result.ok})
+    return SourceCheckOut(name=name, kind=src["kind"], **result.as_dict())
+
+
+@router.get("/spaces/{space}/topology", response_model=Topology, tags=["sources"],
+            summary="Resources and edges, each edge with the source it was learned from (store and connectors)")
+def topology(request: Request, space: SpacePath, who: Viewer):
+    rt = _rt(request)
+    rt.state.get_space(space)
+    return rt.app.sources.topology(space)
 
 
 @router.delete("/spaces/{space}/sources/{name}", status_code=204, tags=["sources"])
@@ -115,14 +151,14 @@ def list_integrations(request: Request, space: SpacePath, who: Admin):
 
 
 @router.put("/spaces/{space}/integrations/{kind}", response_model=IntegrationOut, tags=["integrations"],
-            summary="Configure a signed webhook trigger (pagerduty, sns, generic, grafana)")
+            summary="Configure a signed webhook trigger (pagerduty, sns, generic, grafana, github, gitlab)")
 def put_integration(request: Request, space: SpacePath, kind: IntegrationKind, body: IntegrationIn, who: Admin):
     if kind == "alertmanager":
         raise ApiError(400, "Alertmanager authenticates with a space token (http_config.authorization); "
                             "there is nothing to configure")
     if body.secret and body.secret_env:
         raise ApiError(400, "give either secret or secret_env, not both")
-    if kind in ("pagerduty", "generic", "grafana") and not (body.secret or body.secret_env):
+    if kind in ("pagerduty", "generic", "grafana", "github", "gitlab") and not (body.secret or body.secret_env):
         raise ApiError(400, f"a {kind} integration needs a secret (or secret_env)")
     if kind == "sns" and not body.config.topic_arns:
         raise ApiError(400, "an sns integration needs config.topic_arns: the topics the space accepts")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -38,8 +38,23 @@ class OtlpSourceConfig(Strict):
 
 
 class SourceIn(Strict):
-    kind: Literal["otlp"] = "otlp"
-    config: OtlpSourceConfig = Field(default_factory=OtlpSourceConfig)
+    kind: str = Field(default="otlp", pattern=r"^[a-z0-9_-]{1,30}$",
+                      description="otlp, or a connector kind: prometheus, cloudwatch, loki, tempo, jaeger, "
+                                  "opensearch, datadog, kubernetes, git, argocd, mcp.")
+    config: dict[str, Any] = Field(default_factory=dict, description=(
+        "The kind's settings (see docs/connectors.md). Credentials are references only: "
+        "{\"env\": \"NAME\"} or {\"file\": \"/path\"}, read by the server, never stored nor returned."))
+
+
+class SourceCheck(BaseModel):
+    at: datetime
+    ok: bool
+    message: str
+
+
+class SourceCheckOut(SourceCheck):
+    name: str
+    kind: str
 
 
 class SourceOut(BaseModel):
@@ -49,6 +64,8 @@ class SourceOut(BaseModel):
     created_at: datetime | None = None
     counts: dict[str, int] | None = None
     extent: list[float] | None = None
+    last_check: SourceCheck | None = Field(default=None, description="The last check of its backend.")
+    check: str | None = Field(default=None, description="On registration: what answered the check.")
 
 
 class IntegrationConfig(Strict):
@@ -59,6 +76,12 @@ class IntegrationConfig(Strict):
                                description="grafana: the signature header (default X-Grafana-Alerting-Signature).")
     timestamp_header: str | None = Field(default=None, max_length=100, pattern=r"^[A-Za-z0-9-]+$",
                                          description="grafana: the timestamp header, when configured in Grafana.")
+    services: dict[str, str] = Field(default_factory=dict, max_length=1000, description=(
+        "github/gitlab: repository (owner/repo, or owner/repo:environment) -> the service its deployments "
+        "change; default the repository's name."))
+    workflows: list[str] | None = Field(default=None, max_length=100, description=(
+        "github: workflow name or path globs whose completed runs are deployments "
+        "(default *deploy*, *release*, *rollout*)."))
 
 
 class IntegrationIn(Strict):

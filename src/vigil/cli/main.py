@@ -178,7 +178,7 @@ def bench(paths: Annotated[list[Path], typer.Argument(help="Folders with labeled
 
 
 token_app = typer.Typer(no_args_is_help=True, help="API tokens: each is scoped to one space with a role.")
-space_app = typer.Typer(no_args_is_help=True, help="Create Agent Spaces.")
+space_app = typer.Typer(no_args_is_help=True, help="Create Agent Spaces and configure their sources.")
 app.add_typer(token_app, name="token")
 app.add_typer(space_app, name="space")
 
@@ -191,6 +191,47 @@ def space_create(name: Annotated[str, typer.Argument(help="Space id: a-z, 0-9, '
     space = a.create_space(name, description)
     console.print(f"space {space.id} created")
     a.close()
+
+
+@space_app.command("apply")
+def space_apply(file: Annotated[Path, typer.Argument(help="YAML: space, description, sources [{name, kind, config}].")],
+                check: Annotated[bool, typer.Option("--check/--no-check",
+                                                    help="Reach every source's backend before storing.")] = True,
+                prune: Annotated[bool, typer.Option(help="Remove the space's sources the file does not list.")]
+                = False) -> None:
+    """Create or update a space and its sources from a YAML file: all validated (and checked) first;
+    nothing is stored unless every source passes."""
+    from vigil.sources import spacefile
+    spec = spacefile.load(file)
+    a = _app()
+    try:
+        res = spacefile.apply(a.state, spec, check=check, prune=prune)
+    finally:
+        a.close()
+    console.print(f"space {res.space} {'created' if res.created else 'updated'}; "
+                  f"{len(res.sources)} source(s) stored" + (f", {len(res.pruned)} removed" if res.pruned else ""),
+                  highlight=False)
+    for src in res.sources:
+        console.print(f"  {src['name']} ({src['kind']}): {res.checks.get(src['name'], 'not checked')}",
+                      highlight=False, markup=False)
+
+
+@space_app.command("sources")
+def space_sources(space: Annotated[str, typer.Argument(help="Space.")]) -> None:
+    """List a space's sources with their configuration (secrets are references) and last check."""
+    a = _app()
+    try:
+        a.state.get_space(space)
+        rows = a.state.list_sources(space)
+    finally:
+        a.close()
+    table = Table("name", "kind", "config", "last check (UTC)", "ok", "message")
+    for r in rows:
+        last = r["last_check"]
+        table.add_row(r["name"], r["kind"], json.dumps(r["config"], sort_keys=True),
+                      f"{last['at']:%Y-%m-%d %H:%M:%S}" if last else "never",
+                      ("yes" if last["ok"] else "NO") if last else "", last["message"] if last else "")
+    console.print(table)
 
 
 @token_app.command("create")

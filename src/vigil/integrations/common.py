@@ -12,7 +12,7 @@ from typing import Any
 
 from vigil.errors import VigilError
 
-KINDS = ("alertmanager", "grafana", "pagerduty", "sns", "generic")
+KINDS = ("alertmanager", "grafana", "pagerduty", "sns", "generic", "github", "gitlab")
 MAX_ALERTS = 5000          # per delivery (an Alertmanager group in a storm)
 MAX_LABELS = 64
 MAX_LABEL_CHARS = 1000

@@ -594,22 +594,68 @@ class StateStore:
                          labels=r.labels or {}, fingerprint=r.fingerprint)
 
     # -- sources and webhook integrations -------------------------------------------------------
-    def put_source(self, space_id: str, name: str, kind: str, config: dict[str, Any]) -> dict[str, Any]:
+    @staticmethod
+    def _source(r: SourceRow) -> dict[str, Any]:
+        last = None if r.last_check_at is None else {
+            "at": _utc(r.last_check_at), "ok": bool(r.last_check_ok), "message": r.last_check_message or ""}
+        return {"name": r.name, "kind": r.kind, "config": r.config or {}, "created_at": _utc(r.created_at),
+                "last_check": last}
+
+    def put_source(self, space_id: str, name: str, kind: str, config: dict[str, Any],
+                   check: tuple[bool, str] | None = None) -> dict[str, Any]:
+        """Create or replace a source; ``check`` (ok, message) records the check made before storing it
+        (a replaced source without one loses its old check: it described another config)."""
+        return self.put_sources(space_id, [(name, kind, config, check)])[0]
+
+    def put_sources(self, space_id: str, rows: list[tuple[str, str, dict[str, Any], tuple[bool, str] | None]],
+                    prune: bool = False) -> list[dict[str, Any]]:
+        """Several sources in one transaction (``vigil space apply`` is all-or-nothing); with ``prune``
+        the space's sources not listed are removed."""
         self.get_space(space_id)
+        now = datetime.now(UTC)
+        out = []
+        with self.session() as s, s.begin():
+            if prune:
+                keep = {r[0] for r in rows}
+                for old in s.scalars(select(SourceRow).where(SourceRow.space_id == space_id)).all():
+                    if old.name not in keep:
+                        s.delete(old)
+            for name, kind, config, check in rows:
+                row = s.get(SourceRow, (space_id, name))
+                if row is None:
+                    row = SourceRow(space_id=space_id, name=name, kind=kind, config=config, created_at=now)
+                    s.add(row)
+                else:
+                    row.kind, row.config = kind, config
+                row.last_check_at = now if check else None
+                row.last_check_ok = check[0] if check else None
+                row.last_check_message = check[1][:2000] if check else None
+                out.append(self._source(row))
+        return out
+
+    def record_source_check(self, space_id: str, name: str, ok: bool, message: str,
+                            at: datetime | None = None) -> dict[str, Any]:
+        """Remember the outcome of checking a stored source (shown by ``list_sources``)."""
         with self.session() as s, s.begin():
             row = s.get(SourceRow, (space_id, name))
             if row is None:
-                row = SourceRow(space_id=space_id, name=name, kind=kind, config=config, created_at=datetime.now(UTC))
-                s.add(row)
-            else:
-                row.kind, row.config = kind, config
-            return {"name": row.name, "kind": row.kind, "config": row.config, "created_at": _utc(row.created_at)}
+                raise NotFound(f"no source {name!r} in space {space_id!r}")
+            row.last_check_at, row.last_check_ok = at or datetime.now(UTC), ok
+            row.last_check_message = message[:2000]
+            return self._source(row)
+
+    def get_source(self, space_id: str, name: str) -> dict[str, Any]:
+        with self.session() as s:
+            row = s.get(SourceRow, (space_id, name))
+            if row is None:
+                raise NotFound(f"no source {name!r} in space {space_id!r}")
+            return self._source(row)
 
     def list_sources(self, space_id: str) -> list[dict[str, Any]]:
+        """[{name, kind, config, created_at, last_check: {at, ok, message} | None}] by name."""
         with self.session() as s:
             rows = s.scalars(select(SourceRow).where(SourceRow.space_id == space_id).order_by(SourceRow.name)).all()
-            return [{"name": r.name, "kind": r.kind, "config": r.config or {}, "created_at": _utc(r.created_at)}
-                    for r in rows]
+            return [self._source(r) for r in rows]
 
     def delete_source(self, space_id: str, name: str) -> None:
         with self.session() as s, s.begin():

@@ -1,0 +1,91 @@
+"""Change webhooks: GitHub and GitLab deliveries become change events in the space's embedded store
+(deploys the engine weighs as possible triggers). Verified by the space's own github/gitlab secret
+(``PUT /v1/spaces/{space}/integrations/github|gitlab``), never by a token."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
+
+from vigil.api.auth import SpacePath
+from vigil.api.errors import ERROR_RESPONSES
+from vigil.integrations import WebhookRejected, github, gitlab
+from vigil.integrations.changes import ChangeEvent, frame
+from vigil.integrations.common import load_json, resolve_secret
+
+router = APIRouter(responses=ERROR_RESPONSES)
+_BODY = {"requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}}}
+
+
+class ChangesAccepted(BaseModel):
+    accepted: int
+    changes: list[dict[str, Any]]
+    note: str = ""
+
+
+def _rt(request: Request):
+    return request.app.state.runtime
+
+
+def _secret(request: Request, space: str, kind: str) -> tuple[dict, str]:
+    got = _rt(request).state.get_integration(space, kind)
+    secret = resolve_secret(*got) if got else None
+    if not secret:
+        # the same answer whether or not the space exists: nothing is learnt without the secret
+        raise WebhookRejected(f"{kind} webhooks are not enabled for this space", 403, "not-configured")
+    return got[0], secret
+
+
+def _store(request: Request, space: str, kind: str, events: list[ChangeEvent]) -> None:
+    rt = _rt(request)
+    with rt.telemetry.transaction() as w:
+        w.changes(space, frame(events))
+    rt.state.audit(f"{kind} (signed)", "changes", space_id=space, target=kind,
+                   detail={"changes": len(events), "resources": sorted({e.resource for e in events})[:20]})
+
+
+async def _accept(request: Request, space: str, kind: str, events: list[ChangeEvent], note: str):
+    if events:
+        await run_in_threadpool(_store, request, space, kind, events)
+    _rt(request).metrics.webhooks.labels(kind).inc()
+    return JSONResponse(ChangesAccepted(accepted=len(events), changes=[e.as_dict() for e in events], note=note)
+                        .model_dump(), status_code=202)
+
+
+def _rejected(request: Request, kind: str, exc: WebhookRejected) -> None:
+    _rt(request).metrics.webhook_rejections.labels(kind, exc.reason).inc()
+
+
+@router.post("/v1/spaces/{space}/webhooks/github", response_model=ChangesAccepted, status_code=202,
+             tags=["webhooks"], openapi_extra=_BODY,
+             summary="GitHub deployment, deployment_status and workflow_run events as changes "
+                     "(X-Hub-Signature-256 verified)")
+async def webhook_github(request: Request, space: SpacePath):
+    body = await request.body()
+    try:
+        config, secret = await run_in_threadpool(_secret, request, space, "github")
+        github.verify(body, request.headers.get(github.SIGNATURE), secret)
+        events, note = github.parse(request.headers.get(github.EVENT), load_json(body), config)
+    except WebhookRejected as exc:
+        _rejected(request, "github", exc)
+        raise
+    return await _accept(request, space, "github", events, note)
+
+
+@router.post("/v1/spaces/{space}/webhooks/gitlab", response_model=ChangesAccepted, status_code=202,
+             tags=["webhooks"], openapi_extra=_BODY,
+             summary="GitLab Deployment and Pipeline hooks as changes (X-Gitlab-Token verified)")
+async def webhook_gitlab(request: Request, space: SpacePath):
+    body = await request.body()
+    try:
+        config, secret = await run_in_threadpool(_secret, request, space, "gitlab")
+        gitlab.verify(request.headers.get(gitlab.TOKEN), secret)
+        events, note = gitlab.parse(request.headers.get(gitlab.EVENT), load_json(body), config)
+    except WebhookRejected as exc:
+        _rejected(request, "gitlab", exc)
+        raise
+    return await _accept(request, space, "gitlab", events, note)
