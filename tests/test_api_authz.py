@@ -326,3 +326,25 @@ def test_signed_webhooks_need_the_spaces_own_secret(ctx):
         sig = "v1=" + pagerduty.hmac_sha256_hex("alpha-pagerduty-secret-0123456", pd)
         assert c.post("/v1/spaces/alpha/webhooks/pagerduty", content=pd,
                       headers={pagerduty.HEADER: sig}).status_code == 202
+
+
+def test_the_mcp_endpoint_needs_a_live_token(ctx):
+    """/mcp (the MCP server, not in OpenAPI) checks the bearer token on every request like the API does;
+    what each token may see there is tested in test_mcp_server.py."""
+    revoked_secret, revoked = ctx.st.create_token("alpha", Role.ADMIN, name="revoked-mcp")
+    ctx.st.revoke_token(revoked.id)
+    ping = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
+    with ctx.live.client() as c:
+        for token, headers in ((None, None), ("vgl_not-a-real-token", None), (revoked_secret, None),
+                               (None, {"Authorization": "Basic YWRtaW46YWRtaW4="}), (None, {"Authorization": "Bearer"})):
+            hdrs = {**(headers or {}), **({"Authorization": f"Bearer {token}"} if token else {})}
+            for method in ("POST", "GET", "DELETE"):
+                before = ctx.snapshot("alpha")
+                r = c.request(method, "/mcp", json=ping if method == "POST" else None, headers=hdrs)
+                assert r.status_code == 401, (token, headers, method, r.status_code, r.text)
+                assert set(r.json()) == {"error"} and "token" in r.json()["error"]
+                assert r.headers.get("www-authenticate") == "Bearer"
+                assert ctx.snapshot("alpha") == before
+        r = c.post("/mcp", json=ping, headers={"Authorization": f"Bearer {ctx.tokens[('beta', Role.VIEWER)]}",
+                                               "Accept": "application/json, text/event-stream"})
+        assert r.status_code == 200 and r.json() == {"jsonrpc": "2.0", "id": 1, "result": {}}

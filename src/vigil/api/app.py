@@ -17,6 +17,8 @@ from vigil.api.routes_ingest import router as ingest_router
 from vigil.api.routes_inv import router as inv_router
 from vigil.api.routes_space import router as space_router
 from vigil.integrations.sns import CertFetcher
+from vigil.mcp.backend import RuntimeBackend
+from vigil.mcp.http import McpEndpoint
 from vigil.server.runtime import Runtime
 
 DESCRIPTION = """Vigil's live server. Every endpoint under `/v1` needs `Authorization: Bearer <token>`,
@@ -28,13 +30,15 @@ signature instead. Errors are one line: `{"error": "..."}`."""
 def create_app(runtime: Runtime | None = None, start: bool = True) -> FastAPI:
     """``start`` runs the worker pool (and crash recovery) for the app's lifetime."""
     rt = runtime or Runtime()
+    mcp = McpEndpoint(RuntimeBackend(rt), max_body_bytes=rt.settings.max_body_bytes)   # the MCP server at /mcp
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
         if start:
             await run_in_threadpool(rt.start)
         try:
-            yield
+            async with mcp.lifespan():      # the MCP SDK's session manager lives as long as the app
+                yield
         finally:
             if start:
                 await run_in_threadpool(rt.stop)
@@ -63,6 +67,7 @@ def create_app(runtime: Runtime | None = None, start: bool = True) -> FastAPI:
     def metrics(_request: Request):
         return Response(generate_latest(rt.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
+    app.add_route("/mcp", mcp, include_in_schema=False)     # bearer-checked; not a REST operation
     app.include_router(space_router)
     app.include_router(inv_router)
     app.include_router(ingest_router)

@@ -298,6 +298,25 @@ def serve(host: Annotated[str, typer.Option(help="Address to listen on (loopback
                 timeout_graceful_shutdown=10)
 
 
+@app.command("mcp")
+def mcp_(transport: Annotated[str, typer.Option(help="stdio (token from VIGIL_TOKEN) or http (a bearer token "
+                                                     "per request).")] = "stdio",
+         host: Annotated[str, typer.Option(help="http: address to listen on.")] = "127.0.0.1",
+         port: Annotated[int, typer.Option(help="http: port.")] = 8090,
+         workers: Annotated[int | None, typer.Option(help="http: investigations run at once.")] = None) -> None:
+    """Serve Vigil's tools to an agent over the Model Context Protocol, scoped to the token's space
+    (`vigil serve` also serves them at /mcp)."""
+    import os
+
+    from vigil.mcp.run import serve_http, serve_stdio
+    if transport == "stdio":
+        serve_stdio(os.environ.get("VIGIL_TOKEN"))
+    elif transport == "http":
+        serve_http(host, port, workers)
+    else:
+        raise VigilError(f"unknown transport {transport!r}: choose stdio or http")
+
+
 @app.command()
 def version() -> None:
     """Print the version."""

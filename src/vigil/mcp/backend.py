@@ -1,0 +1,172 @@
+"""Where an MCP tool's work happens. Two backends, one contract:
+
+- ``RuntimeBackend`` (inside ``vigil serve`` or ``vigil mcp --transport http``): tokens resolve
+  through the runtime's token cache, and a started investigation goes into the durable queue, exactly
+  like ``POST /v1/spaces/{space}/investigations``; the server's workers run it.
+- ``LocalBackend`` (``vigil mcp`` over stdio): no server runs, so an investigation runs in this
+  process, in a background thread, with the same Investigator the CLI uses; it is recorded in the
+  same state store (not in the job queue, so a later ``vigil serve`` does not run it again)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from vigil.agent import Investigator
+from vigil.app import App
+from vigil.engine import Settings as EngineSettings
+from vigil.errors import InputError, VigilError
+from vigil.model import (
+    ApiToken,
+    Investigation,
+    InvestigationStatus,
+    JournalEntry,
+    JournalKind,
+    Role,
+    StartingPoint,
+    Trigger,
+    TriggerKind,
+    Window,
+)
+from vigil.server.starting import find_start
+
+log = logging.getLogger("vigil.mcp")
+
+
+class Forbidden(VigilError):
+    """The token's role does not allow the tool."""
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who calls a tool: a live token, which names the one space every tool is confined to."""
+
+    token: ApiToken
+
+    @property
+    def space(self) -> str:
+        return self.token.space_id
+
+    @property
+    def role(self) -> Role:
+        return self.token.role
+
+    @property
+    def actor(self) -> str:
+        return f"mcp:token:{self.token.id}" + (f" ({self.token.name})" if self.token.name else "")
+
+    def need(self, role: Role) -> None:
+        if not self.token.role.allows(role):
+            raise Forbidden(f"this needs the {role.value} role; the token has {self.token.role.value}")
+
+
+class Backend(Protocol):
+    app: App
+
+    def resolve(self, secret: str) -> ApiToken | None: ...
+
+    def start(self, caller: Caller, point: StartingPoint, start: datetime | None, end: datetime | None,
+              at: datetime | None, text: str) -> Investigation: ...
+
+    def job(self, inv_id: str) -> dict[str, Any] | None: ...
+
+
+class RuntimeBackend:
+    """Over HTTP, inside the server: the durable queue and the server's workers."""
+
+    def __init__(self, runtime: Any) -> None:       # vigil.server.runtime.Runtime (imported lazily by callers)
+        self.rt = runtime
+
+    @property
+    def app(self) -> App:
+        return self.rt.app
+
+    def resolve(self, secret: str) -> ApiToken | None:
+        return self.rt.tokens.resolve(secret)
+
+    def start(self, caller: Caller, point: StartingPoint, start: datetime | None, end: datetime | None,
+              at: datetime | None, text: str) -> Investigation:
+        return self.rt.start_manual(caller.space, point, start, end, at, text, caller.actor)
+
+    def job(self, inv_id: str) -> dict[str, Any] | None:
+        return self.rt.state.job(inv_id)
+
+
+class LocalBackend:
+    """Over stdio: investigations run here, one at a time, in a background thread."""
+
+    def __init__(self, app: App, max_attempts: int = 3) -> None:
+        self.app = app
+        self.engine_settings = EngineSettings()
+        self.max_attempts = max_attempts
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vigil-mcp-investigation")
+        self._lock = threading.Lock()
+        self._pending: list[tuple[Future, str]] = []
+
+    def resolve(self, secret: str) -> ApiToken | None:
+        # no cache: a token revoked with `vigil token revoke` stops working at the next call
+        return self.app.state.resolve_token(secret)
+
+    def start(self, caller: Caller, point: StartingPoint, start: datetime | None, end: datetime | None,
+              at: datetime | None, text: str) -> Investigation:
+        """The same window rules and starting points as ``Runtime.start_manual``; no queue."""
+        space = caller.space
+        st = self.app.state
+        st.get_space(space)
+        now = datetime.now(UTC)
+        end = end or (at if at and not start else now)
+        start = start or end - timedelta(hours=1)
+        if start >= end:
+            raise InputError("the window must start before it ends")
+        if end - start > timedelta(days=7):
+            raise InputError("the window may span at most 7 days")
+        if at is not None and point is not StartingPoint.FREE_TEXT:
+            raise InputError("'at' goes with the free-text starting point; the others search the window")
+        found = find_start(st, self.app.telemetry, space, point, start, end, at)
+        s = self.engine_settings
+        window = Window.around(found.onset, timedelta(seconds=s.metric_lookback_s), timedelta(seconds=s.after_s))
+        trigger = Trigger(kind=TriggerKind.MANUAL, alert=found.alert, starting_point=point, text=text)
+        settle = st.get_space(space).policies.settle_s
+        wait = st.settle_until(found.onset, settle)
+        message = found.note + (f"; waiting until {wait:%H:%M:%S}Z, {settle:g} s after it, for its telemetry"
+                                if wait else "")
+        note = JournalEntry(investigation_id="", seq=1, kind=JournalKind.NOTE, message=message, source=caller.actor,
+                            data={"starting_point": point.value, "window": [start.isoformat(), end.isoformat()],
+                                  **({"resource": found.resource} if found.resource else {}), **found.data,
+                                  **({"not_before": wait.isoformat()} if wait else {}), "runs": "in the mcp process"})
+        inv = st.create_investigation(space, trigger, window, enqueue=False, note=note)
+        st.audit(caller.actor, "investigate", space_id=space, target=inv.id, detail={"starting_point": point.value})
+        with self._lock:
+            self._pending = [(f, i) for f, i in self._pending if not f.done()]
+            self._pending.append((self._pool.submit(self._run, inv, wait), inv.id))
+        return inv
+
+    def _run(self, inv: Investigation, wait: datetime | None) -> None:
+        if wait is not None:
+            time.sleep(max(0.0, (wait - datetime.now(UTC)).total_seconds()))
+        try:
+            Investigator(self.app.state, self.app.sources, self.engine_settings).run(inv)
+        except Exception as exc:    # noqa: BLE001 - the investigator journals it and marks it failed
+            log.warning("investigation %s failed: %s", inv.id, str(exc).splitlines()[0] if str(exc) else exc)
+
+    def job(self, inv_id: str) -> dict[str, Any] | None:
+        return None
+
+    def close(self) -> None:
+        """Let the running investigation finish (it is seconds) so it is not left 'running'; those that
+        had not started yet are marked cancelled rather than left queued forever."""
+        with self._lock:
+            pending, self._pending = self._pending, []
+        for fut, inv_id in pending:
+            if fut.cancel():
+                try:
+                    self.app.state.set_status(inv_id, InvestigationStatus.CANCELLED,
+                                              error="the MCP server stopped before it ran")
+                except VigilError:
+                    pass
+        self._pool.shutdown(wait=True)
