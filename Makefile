@@ -23,6 +23,11 @@ install-test: $(BIN)/python
 	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
 	      prometheus prometheus-alertmanager >/dev/null; } || \
 	  echo "note: install the Debian packages prometheus and prometheus-alertmanager for the end-to-end test"
+	@# the console's browser tests drive Debian's Chromium with Playwright (no browser download)
+	@command -v chromium >/dev/null 2>&1 || \
+	  { [ "$$(id -u)" = 0 ] && DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; } || \
+	  echo "note: install the Debian package chromium for the console's browser tests"
 
 demo: install
 	$(BIN)/vigil import demo/nezha-trainticket --space demo --replace

@@ -20,6 +20,7 @@ from vigil.integrations.sns import CertFetcher
 from vigil.mcp.backend import RuntimeBackend
 from vigil.mcp.http import McpEndpoint
 from vigil.server.runtime import Runtime
+from vigil.web import mount as mount_console
 
 DESCRIPTION = """Vigil's live server. Every endpoint under `/v1` needs `Authorization: Bearer <token>`,
 a token scoped to one Agent Space with a role (viewer < operator < admin); a token never reaches
@@ -72,4 +73,5 @@ def create_app(runtime: Runtime | None = None, start: bool = True) -> FastAPI:
     app.include_router(inv_router)
     app.include_router(ingest_router)
     app.include_router(changes_router)
+    mount_console(app)                                      # the operator console under /ui
     return app

@@ -7,9 +7,9 @@ from __future__ import annotations
 import html
 import json
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 from vigil.model import Hypothesis, Investigation, JournalEntry
+from vigil.report.charts import metric_chart
 
 FORMATS = ("md", "json", "html")
 
@@ -33,10 +33,6 @@ def render(data: ReportData, fmt: str) -> str:
     if fmt == "html":
         return _html(data)
     raise ValueError(f"unknown report format {fmt!r} (choose from {', '.join(FORMATS)})")
-
-
-def _iso(ts: float | None) -> str:
-    return "" if ts is None else datetime.fromtimestamp(ts, UTC).strftime("%H:%M:%S")
 
 
 def _markdown(d: ReportData) -> str:
@@ -72,45 +68,7 @@ def _markdown(d: ReportData) -> str:
 
 
 def _chart(detail: dict, width: int = 520, height: int = 140) -> str:
-    series = detail.get("series") or []
-    if len(series) < 2:
-        return ""
-    xs = [p[0] for p in series]
-    ys = [p[1] for p in series]
-    x0, x1 = min(xs), max(xs)
-    lo, hi = min(ys + [detail.get("baseline_median", ys[0])]), max(ys + [detail.get("baseline_median", ys[0])])
-    if hi == lo:
-        hi = lo + 1.0
-    pad = 28
-
-    def px(x: float) -> float:
-        return pad + (x - x0) / (x1 - x0 or 1) * (width - 2 * pad)
-
-    def py(y: float) -> float:
-        return height - pad - (y - lo) / (hi - lo) * (height - 2 * pad)
-
-    pts = " ".join(f"{px(x):.1f},{py(y):.1f}" for x, y in series)
-    a = max(detail.get("anomalous_from", x1), x0)
-    b = min(detail.get("anomalous_to", x1), x1)
-    med = detail.get("baseline_median")
-    onset = detail.get("onset")
-    parts = [f'<svg viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" '
-             f'aria-label="{html.escape(detail.get("metric", "metric"))} around the onset">']
-    if b > a:
-        parts.append(f'<rect x="{px(a):.1f}" y="{pad - 8}" width="{px(b) - px(a):.1f}" '
-                     f'height="{height - 2 * pad + 8}" class="anom"/>')
-    if med is not None:
-        parts.append(f'<line x1="{pad}" x2="{width - pad}" y1="{py(med):.1f}" y2="{py(med):.1f}" class="base"/>')
-    if onset is not None and x0 <= onset <= x1:
-        parts.append(f'<line x1="{px(onset):.1f}" x2="{px(onset):.1f}" y1="{pad - 8}" y2="{height - pad}" '
-                     f'class="onset"/>')
-    parts.append(f'<polyline points="{pts}" class="line"/>')
-    parts.append(f'<text x="{pad}" y="{height - 8}">{_iso(x0)}</text>'
-                 f'<text x="{width - pad}" y="{height - 8}" text-anchor="end">{_iso(x1)}</text>'
-                 f'<text x="{pad}" y="14">{html.escape(f"{hi:.4g}")}</text>'
-                 f'<text x="{pad}" y="{height - pad + 12}">{html.escape(f"{lo:.4g}")}</text>')
-    parts.append("</svg>")
-    return "".join(parts)
+    return metric_chart(detail, width, height)
 
 
 _CSS = """
@@ -123,6 +81,7 @@ td,th{padding:.3rem .5rem;border-bottom:1px solid #8884;text-align:left;vertical
 code{font-size:13px;word-break:break-all} svg text{font-size:10px;fill:var(--mut)}
 .line{fill:none;stroke:var(--line);stroke-width:1.6}.base{stroke:var(--mut);stroke-dasharray:4 3}
 .onset{stroke:var(--acc);stroke-width:1.2}.anom{fill:var(--acc);opacity:.12}
+.band{fill:var(--mut);opacity:.12}.change{stroke:#bf8700;stroke-width:1.5;stroke-dasharray:2 2}
 """
 
 
