@@ -146,8 +146,18 @@ def _pattern_kind(f: Finding) -> tuple[FaultKind, str]:
 
 
 def _fault_kind(fs: list[Finding]) -> tuple[FaultKind, str]:
-    """The fault kind the strongest scored evidence points at, and why."""
-    for f in sorted(fs, key=_strength, reverse=True):
+    """The fault kind the strongest scored evidence points at, and why.
+
+    A rise in a service's own latency is a symptom every kind of fault can cause: when it is the
+    strongest evidence but a statistically significant change in the same service's requests (a
+    request-pattern or log finding, which pass a false-discovery-rate or null-maximum bar) says how
+    the code path changed, that finding names the kind, unless the CPU explains the slowdown."""
+    ordered = sorted(fs, key=_strength, reverse=True)
+    if ordered and ordered[0].category == "local:latency" and not _cpu_explains(ordered[0], fs):
+        specific = [f for f in ordered[1:] if family(f) in ("patterns", "logs")]
+        if specific:
+            ordered = specific[:1] + ordered
+    for f in ordered:
         fam = family(f)
         if fam == "changes":
             return FaultKind.CHANGE, f"a {f.detail.get('kind', 'change')} landed shortly before the onset"
@@ -167,9 +177,7 @@ def _fault_kind(fs: list[Finding]) -> tuple[FaultKind, str]:
         if fam == "local":
             # a service slowing down while its own CPU is significantly up (2 sigma, where the local
             # family's 1-3 sigma gate is half open) is explained by the CPU: the latency is its symptom
-            if f.category in ("local:latency", "local:network") and any(
-                    g.category == "local:cpu" and (g.score >= 0.5 * f.score or g.detail.get("z", 0.0) >= CPU_EXPLAINS_Z)
-                    for g in fs):
+            if f.category in ("local:latency", "local:network") and _cpu_explains(f, fs):
                 return _LOCAL_KIND["local:cpu"]
             return _LOCAL_KIND.get(f.category, (FaultKind.UNKNOWN, f.title))
         if fam == "excess":
@@ -177,6 +185,11 @@ def _fault_kind(fs: list[Finding]) -> tuple[FaultKind, str]:
                 return FaultKind.ERROR, f"it accounts for {f.score:.0%} of the excess errors on its own"
             return FaultKind.LATENCY, f"it accounts for {f.score:.0%} of the excess latency on its own"
     return FaultKind.UNKNOWN, "no dominant signal"
+
+
+def _cpu_explains(f: Finding, fs: list[Finding]) -> bool:
+    return any(g.category == "local:cpu" and (g.score >= 0.5 * f.score or g.detail.get("z", 0.0) >= CPU_EXPLAINS_Z)
+               for g in fs)
 
 
 SCORED = (("local", analyze_local), ("excess", analyze_excess), ("patterns", analyze_patterns),
