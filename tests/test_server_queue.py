@@ -194,6 +194,44 @@ def test_workers_run_queued_investigations_and_journal_every_step(demo_runtime):
     assert job == {"status": "done", "attempts": 1, "max_attempts": 3, "owner": None, "last_error": ""}
 
 
+def test_every_queued_investigation_gets_a_preliminary_answer_before_any_full_analysis(demo_runtime):
+    rt = demo_runtime
+    at = datetime(2023, 1, 29, 15, 42, tzinfo=UTC)
+    invs = [rt.start_manual("demo", StartingPoint.FREE_TEXT, None, None, at, f"storm #{i}", "test") for i in range(3)]
+    for inv in invs:
+        done = wait_for(lambda inv=inv: _finished(rt, inv.id), 180, 0.1, "the investigations")
+        assert done.status in (InvestigationStatus.CONCLUDED, InvestigationStatus.INCONCLUSIVE)
+        assert rt.state.hypotheses(inv.id)[0].resource == "ts-preserve-service"
+    journals = {inv.id: rt.state.journal(inv.id) for inv in invs}
+    first = {i: next(e.ts for e in j if e.kind is JournalKind.ANALYSIS and e.data.get("preliminary"))
+             for i, j in journals.items()}
+    concluded = {i: next(e.ts for e in j if e.kind is JournalKind.CONCLUSION) for i, j in journals.items()}
+    # one worker: the first two hand it back after their preliminary answer, so every first answer
+    # comes before the first full conclusion
+    assert max(first.values()) < min(concluded.values())
+    for i, j in journals.items():
+        assert sum(e.kind is JournalKind.STARTED for e in j) == 1 and j[-1].kind is JournalKind.CONCLUSION
+        job = wait_for(lambda i=i: (lambda jb: jb if jb["status"] == "done" else None)(rt.state.job(i)), 30, 0.05,
+                       "the job to be marked done")
+        assert job["attempts"] == 1          # handing the worker back is not an attempt
+
+
+def test_cancelling_between_the_preliminary_answer_and_the_full_analysis(demo_runtime):
+    rt = demo_runtime
+    at = datetime(2023, 1, 29, 15, 42, tzinfo=UTC)
+    invs = [rt.start_manual("demo", StartingPoint.FREE_TEXT, None, None, at, f"#{i}", "test") for i in range(3)]
+    wait_for(lambda: any(e.kind is JournalKind.NOTE and "waiting for a first answer" in e.message
+                         for e in rt.state.journal(invs[0].id)), 120, 0.02, "the first to hand its worker back")
+    # one worker: the first now waits behind the others' preliminary passes, its job queued
+    assert rt.state.job(invs[0].id)["status"] == "queued"
+    assert rt.state.get_investigation(invs[0].id).status is InvestigationStatus.RUNNING
+    rt.cancel("demo", invs[0].id, "token:test")
+    assert rt.state.get_investigation(invs[0].id).status is InvestigationStatus.CANCELLED
+    assert rt.state.job(invs[0].id)["status"] == "done"
+    for inv in invs:
+        wait_for(lambda inv=inv: _finished(rt, inv.id), 120, 0.1, "both to finish")
+
+
 def test_the_time_budget_stops_an_investigation(demo_runtime):
     rt = demo_runtime
     space = rt.state.get_space("demo")

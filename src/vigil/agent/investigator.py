@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pandas as pd
 
 from vigil.engine import Analysis, Observation, Settings, analyze
+from vigil.engine.traces import call_edges
 from vigil.errors import InputError
 from vigil.model import Alert, Investigation, InvestigationStatus, JournalKind, Trigger, TriggerKind, Window
 from vigil.sources.base import TelemetrySource
@@ -92,10 +93,16 @@ def _iso(ts: float) -> str:
 class Investigator:
     """Runs investigations recorded in the state store against a telemetry source."""
 
-    def __init__(self, state: StateStore, source: TelemetrySource, settings: Settings | None = None) -> None:
+    def __init__(self, state: StateStore, source: TelemetrySource, settings: Settings | None = None,
+                 preliminary: bool = False, learn_topology: bool = False) -> None:
+        """``preliminary``: publish a quick first ranking (``analyze(quick=True)``) before
+        the full analysis, and hand the worker back (see ``run``) when the state says other
+        investigations are waiting for their first answer (``state.others_waiting(inv_id)``)."""
         self.state = state
         self.source = source
         self.settings = settings or Settings()
+        self.preliminary = preliminary
+        self.learn_topology = learn_topology      # keep the space's topology current from its spans
 
     def start(self, space_id: str, onset: datetime, alert: Alert | None = None, text: str = "") -> Investigation:
         s = self.settings
@@ -103,20 +110,59 @@ class Investigator:
         trigger = Trigger(kind=TriggerKind.ALERT if alert else TriggerKind.MANUAL, alert=alert, text=text)
         return self.state.create_investigation(space_id, trigger, window)
 
-    def run(self, inv: Investigation) -> Analysis:
+    def _learn_edges(self, inv: Investigation, obs: Observation, journal: Journal) -> None:
+        """Service call edges seen in the window's spans that the space's topology lacks are stored
+        (OTLP brings spans, not topology), and the step is journaled."""
+        learn = getattr(self.source, "learn_edges", None)
+        edges = call_edges(obs.spans)
+        if learn is None or not edges:
+            return
+        t0 = time.perf_counter()
+        new = learn(inv.space_id, edges)
+        if new:
+            journal(JournalKind.QUERY, f"topology: learned {len(new)} call edge(s) from spans: "
+                    + ", ".join(f"{e.src} -> {e.dst}" for e in new[:10]), source=self.source.name,
+                    query=f"topology space={inv.space_id}: call edges of the window's spans", rows=len(new),
+                    data={"seconds": round(time.perf_counter() - t0, 4)})
+
+    def run(self, inv: Investigation) -> Analysis | None:
+        """Investigate and conclude. Returns None when it handed the worker back after its preliminary
+        ranking (the investigation stays running; running it again refines the ranking)."""
         st = self.state
-        st.set_status(inv.id, InvestigationStatus.RUNNING)
+        refining = inv.status is InvestigationStatus.RUNNING
 
         def journal(kind: JournalKind, message: str, **kw) -> None:
             st.append_journal(inv.id, kind, message, **kw)
 
         trig = inv.trigger
-        journal(JournalKind.STARTED, f"investigating space {inv.space_id} around {inv.window.onset:%Y-%m-%d %H:%M:%S}Z"
-                + (f" (alert: {trig.alert.title or trig.alert.id})" if trig.alert else ""),
-                data={"window": inv.window.model_dump(mode="json")})
+        if refining:
+            journal(JournalKind.NOTE, "refining the preliminary ranking with the full analysis", source="engine")
+        else:
+            st.set_status(inv.id, InvestigationStatus.RUNNING)
+            journal(JournalKind.STARTED, f"investigating space {inv.space_id} around "
+                    f"{inv.window.onset:%Y-%m-%d %H:%M:%S}Z" + (f" (alert: {trig.alert.title or trig.alert.id})"
+                                                              if trig.alert else ""),
+                    data={"window": inv.window.model_dump(mode="json")})
         try:
             t0 = time.perf_counter()
             obs = observe(self.source, inv.space_id, inv.window.onset.timestamp(), trig.alert, self.settings, journal)
+            if self.preliminary and not refining:
+                first = analyze(obs, self.settings, quick=True)
+                st.replace_hypotheses(inv.id, first.hypotheses)
+                top = first.hypotheses[0] if first.hypotheses else None
+                journal(JournalKind.ANALYSIS, "preliminary ranking (request patterns over fewer traces, no evidence yet)"
+                        + (f": {top.resource} ({top.fault_kind.value}) first" if top else ": nothing stands out yet")
+                        + "; the full analysis refines it", source="engine",
+                        data={"preliminary": True, "seconds": round(time.perf_counter() - t0, 3),
+                              "ranking": [[h.resource, h.fault_kind.value, h.confidence] for h in first.hypotheses[:5]]})
+            if self.learn_topology and not refining:
+                self._learn_edges(inv, obs, journal)
+            if self.preliminary and not refining:
+                waiting = getattr(st, "others_waiting", None)
+                if waiting is not None and waiting(inv.id):
+                    journal(JournalKind.NOTE, "other investigations are waiting for a first answer: the full "
+                            "analysis continues after theirs", source="engine")
+                    return None
             analysis = analyze(obs, self.settings)
             for analyzer, message, data in analysis.notes:
                 journal(JournalKind.ANALYSIS, f"{analyzer}: {message}", source="engine", data=data)

@@ -136,7 +136,7 @@ async def journal_events(request: Request, space: SpacePath, inv_id: IdPath, who
                     status = inv.status
                     yield _event("status", {"status": status.value, "summary": inv.summary, "error": inv.error})
                     last_send = now
-                if status.finished and not entries:
+                if status.finished:     # read before the journal: the entries just sent hold every step
                     yield _event("end", {"status": status.value, "summary": inv.summary})
                     return
             if now - last_send >= SSE_PING_S:

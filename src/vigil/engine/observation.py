@@ -35,6 +35,8 @@ class Settings:
     min_baseline_points: int = 10         # a marked fault-free window must hold this many points of a series
     candidate_kinds: tuple[str, ...] = ("service", "database", "queue", "function", "resource", "")
     inconclusive_margin: float = 0.1      # top-1 ahead of the runner-up by less than this: inconclusive
+    pattern_traces: int = 3000            # request patterns: traces per side (a busy window is thinned evenly)
+    quick_pattern_traces: int = 500       # ...in a preliminary ranking
 
 
 @dataclass

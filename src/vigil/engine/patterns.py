@@ -130,9 +130,10 @@ def _levels(logs: pd.DataFrame) -> np.ndarray:
 MAX_TRACES = 3000   # per side: frequencies of steps per request are well estimated long before this
 
 
-def _select(spans: pd.DataFrame, logs: pd.DataFrame, windows: list[tuple[float, float]]):
+def _select(spans: pd.DataFrame, logs: pd.DataFrame, windows: list[tuple[float, float]],
+            max_traces: int = MAX_TRACES):
     """Traces whose root span starts inside one of the windows; all their spans and logs. A busy
-    system's window is thinned evenly in time to at most MAX_TRACES traces."""
+    system's window is thinned evenly in time to at most ``max_traces`` traces."""
     pid = spans["parent_id"]
     is_root = pid.isna() | (pid == "") | ~pid.isin(set(spans["span_id"]))
     roots = spans[is_root]
@@ -140,8 +141,8 @@ def _select(spans: pd.DataFrame, logs: pd.DataFrame, windows: list[tuple[float, 
     for a, b in windows:
         m |= (roots["start"].to_numpy() >= a) & (roots["start"].to_numpy() < b)
     chosen = roots[m].sort_values("start")["trace_id"].to_numpy()
-    if len(chosen) > MAX_TRACES:
-        chosen = chosen[np.linspace(0, len(chosen) - 1, MAX_TRACES).astype(int)]
+    if len(chosen) > max_traces:
+        chosen = chosen[np.linspace(0, len(chosen) - 1, max_traces).astype(int)]
     tids = set(chosen)
     return (spans[spans["trace_id"].map(tids.__contains__).to_numpy(bool)],
             logs[logs["trace_id"].map(tids.__contains__).to_numpy(bool)])
@@ -316,7 +317,7 @@ def _describe(row, tpl: Templater) -> str:
 
 def rank_root_causes(logs: pd.DataFrame, spans: pd.DataFrame, baselines: list[tuple[float, float]],
                      alert: float, metrics: pd.DataFrame | None = None, cfg: Config | None = None,
-                     return_table: bool = False):
+                     return_table: bool = False, max_traces: int = MAX_TRACES):
     """Rank root-cause services for an alert.
 
     logs:    columns resource, ts (epoch s), level (optional), body, trace_id, span_id
@@ -332,8 +333,8 @@ def rank_root_causes(logs: pd.DataFrame, spans: pd.DataFrame, baselines: list[tu
     spans = spans.astype({c: object for c in ("trace_id", "span_id", "parent_id", "resource", "operation")
                           if c in spans.columns})
     logs = logs.astype({c: object for c in ("trace_id", "span_id", "resource", "body") if c in logs.columns})
-    sb, lb = _select(spans, logs, baselines)
-    si, li = _select(spans, logs, [(alert + cfg.incident[0], alert + cfg.incident[1])])
+    sb, lb = _select(spans, logs, baselines, max_traces)
+    si, li = _select(spans, logs, [(alert + cfg.incident[0], alert + cfg.incident[1])], max_traces)
     ub = build_units(sb, lb, tpl)
     ui = build_units(si, li, tpl)
     exceed = metric_alarms(metrics, alert, baselines, cfg)
@@ -388,7 +389,7 @@ def analyze_patterns(obs, s) -> list:
         baselines = [(obs.onset - s.event_lookback_s, obs.onset - s.onset_guard_s)]
     try:
         ranked, table = rank_root_causes(logs if len(logs) else logs.iloc[0:0], spans, baselines, obs.onset,
-                                         return_table=True)
+                                         return_table=True, max_traces=s.pattern_traces)
     except (KeyError, ValueError):   # too little data to build request units
         return []
     best = {}

@@ -2,7 +2,7 @@
 worker pool uses every core (threads of one process share one under the GIL) and a run that
 overstays its time budget can be stopped for good.
 
-The child runs the unchanged ``vigil.agent.Investigator(state, source).run(inv)``. Its ``state``
+The child runs ``vigil.agent.Investigator(state, source, preliminary=True, learn_topology=True).run(inv)``. Its ``state``
 and ``source`` are proxies: every telemetry query and every state write is a call over the child's
 stdin/stdout to the server process, which executes it on the store it owns (DuckDB is
 single-process) through the same ``GuardedState`` as the in-thread path (budget, cancellation, live
@@ -28,9 +28,9 @@ from vigil.errors import InputError, NotFound, VigilError
 
 _HEADER = struct.Struct(">I")
 SOURCE_METHODS = frozenset({"metrics", "logs", "spans", "changes", "topology", "baselines", "alerts",
-                            "agent_tool_calls"})
+                            "agent_tool_calls", "learn_edges"})
 STATE_METHODS = frozenset({"set_status", "append_journal", "replace_hypotheses", "get_investigation",
-                           "hypotheses", "journal"})
+                           "hypotheses", "journal", "others_waiting"})
 
 
 class AnalystDied(VigilError):
@@ -104,7 +104,8 @@ def child_main() -> None:
         state = _Proxy(channel, "state", STATE_METHODS)
         source = _Proxy(channel, "source", SOURCE_METHODS, source_name)
         try:
-            Investigator(state, source, settings).run(inv)  # type: ignore[arg-type]
+            Investigator(state, source, settings, preliminary=True,  # type: ignore[arg-type]
+                         learn_topology=True).run(inv)
             _send(out, ("done", None))
         except (EOFError, BrokenPipeError):
             return

@@ -33,6 +33,7 @@ class ServerSettings:
     webhook_tolerance_s: float = 300.0      # signed webhooks older (or newer) than this are replays
     sns_cert_url_regex: str = DEFAULT_SNS_CERT_URL
     sns_cert_timeout_s: float = 5.0
+    first_answer_window_s: float = 10.0     # a full analysis waits at most this long behind others' first answers
 
     @classmethod
     def from_env(cls, **overrides) -> ServerSettings:
@@ -47,6 +48,7 @@ class ServerSettings:
             token_cache_s=_float("VIGIL_TOKEN_CACHE_S", cls.token_cache_s),
             webhook_tolerance_s=_float("VIGIL_WEBHOOK_TOLERANCE_S", cls.webhook_tolerance_s),
             sns_cert_url_regex=os.environ.get("VIGIL_SNS_CERT_URL_REGEX") or cls.sns_cert_url_regex,
+            first_answer_window_s=_float("VIGIL_FIRST_ANSWER_WINDOW_S", cls.first_answer_window_s),
         )
         values.update({k: v for k, v in overrides.items() if v is not None})
         if values["analysis"] not in ("process", "thread"):

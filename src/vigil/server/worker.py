@@ -1,13 +1,18 @@
 """The worker pool: runs queued investigations from the durable queue with a time budget.
 
-An investigation is ``vigil.agent.Investigator(state, telemetry).run(inv)``, unchanged. The state
+An investigation is ``vigil.agent.Investigator(state, sources, preliminary=True).run(inv)``. The state
 store it is handed is wrapped so that every journal step (a) wakes the live streams and (b) checks
 the time budget and cancellation: past either, the next step raises and the investigator records
 the failure in the journal as it does for any error. The budget is therefore checked between steps.
 
 By default each worker thread runs the analysis in its own analyst process (``vigil.server.analyst``):
 the workers then use every core, and an engine pass that overstays the budget by a grace period is
-stopped by killing that process. ``VIGIL_ANALYSIS=thread`` runs it in the worker thread instead."""
+stopped by killing that process. ``VIGIL_ANALYSIS=thread`` runs it in the worker thread instead.
+
+First answers first: a run publishes a preliminary ranking (``analyze(quick=True)``), and when
+investigations of the same burst (arrived within ``first_answer_window_s``) are waiting to start, it
+hands its worker back and is queued again behind them for the full analysis: an alert storm gets every
+first answer before any full analysis, and later arrivals cannot starve a full analysis for longer."""
 
 from __future__ import annotations
 
@@ -18,9 +23,8 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from vigil.agent import Investigator
-from vigil.engine.traces import call_edges
 from vigil.errors import NotFound, VigilError
-from vigil.model import Hypothesis, InvestigationStatus, JournalKind, Topology
+from vigil.model import Hypothesis, InvestigationStatus, JournalKind
 from vigil.server.analyst import Analyst, AnalystDied
 
 if TYPE_CHECKING:
@@ -68,6 +72,9 @@ class GuardedState:
         out = self._state.replace_hypotheses(inv_id, hypotheses)
         self._rt.feed.touch(inv_id)
         return out
+
+    def others_waiting(self, inv_id: str) -> bool:
+        return self._state.others_waiting(inv_id, self._rt.settings.first_answer_window_s)
 
     def set_status(self, inv_id: str, status: InvestigationStatus, summary: str | None = None,
                    error: str | None = None):
@@ -124,28 +131,6 @@ class WorkerPool:
             return False
         ev.set()
         return True
-
-    def _learn_topology(self, inv, guarded: GuardedState) -> None:
-        """Keep the space's topology current from its traces: service call edges seen in the spans
-        of the investigation's window that the topology lacks are stored (OTLP brings spans, not
-        topology), and the step is journaled."""
-        s = self.rt.engine_settings
-        onset = inv.window.onset.timestamp()
-        tel = self.rt.telemetry
-        t0 = time.perf_counter()
-        edges = call_edges(tel.spans(inv.space_id, onset - s.event_lookback_s, onset + s.after_s))
-        if not edges:
-            return
-        known = {(e.src, e.dst) for e in tel.topology(inv.space_id).edges}
-        new = [e for e in edges if (e.src, e.dst) not in known]
-        if not new:
-            return
-        with tel.transaction() as w:
-            w.topology(inv.space_id, Topology(edges=new))
-        guarded.append_journal(inv.id, JournalKind.QUERY, f"topology: learned {len(new)} call edge(s) from spans: "
-                               + ", ".join(f"{e.src} -> {e.dst}" for e in new[:10]), source=tel.name,
-                               query=f"spans space={inv.space_id} around the onset", rows=len(new),
-                               data={"seconds": round(time.perf_counter() - t0, 4)})
 
     def _fail(self, inv_id: str, error: str, cancelled: bool) -> None:
         """Record a failure the investigator did not (one raised before its own error handling)."""
@@ -219,9 +204,9 @@ class WorkerPool:
         error = ""
         try:
             guarded = GuardedState(self.rt, inv_id, budget, cancel)
-            self._learn_topology(inv, guarded)
             if analyst is None:
-                Investigator(guarded, self.rt.app.sources, self.rt.engine_settings).run(inv)  # type: ignore[arg-type]
+                Investigator(guarded, self.rt.app.sources, self.rt.engine_settings,  # type: ignore[arg-type]
+                             preliminary=True, learn_topology=True).run(inv)
             else:
                 hard_stop = time.monotonic() + budget + max(5.0, 0.25 * budget)
                 error = analyst.run(inv, guarded, self.rt.app.sources, hard_stop, cancel.is_set) or ""
@@ -236,6 +221,13 @@ class WorkerPool:
         finally:
             with self._lock:
                 self._cancels.pop(inv_id, None)
+        if not error and not cancel.is_set() and st.get_investigation(inv_id).status is InvestigationStatus.RUNNING:
+            # it gave its preliminary ranking and handed the worker to a waiting investigation: the
+            # full analysis runs when its turn comes again
+            st.requeue_job(inv_id, self.rt.settings.first_answer_window_s)
+            self.rt.feed.touch(inv_id)
+            self.wake()
+            return
         st.finish_job(inv_id, error=error)
         self.rt.metrics.duration.observe(time.perf_counter() - t0)
         try:

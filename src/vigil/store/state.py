@@ -441,6 +441,33 @@ class StateStore:
             rows = s.execute(select(JobRow.status, func.count()).group_by(JobRow.status)).all()
         return {"queued": 0, "running": 0, "done": 0} | {st: n for st, n in rows}
 
+    def others_waiting(self, inv_id: str, window_s: float = 10.0) -> bool:
+        """Whether an investigation that has not started yet may run now and arrived no later than
+        ``window_s`` after ``inv_id``'s job: one that gave its preliminary answer yields its worker to
+        it (to first answers within a burst, not to later arrivals, so a storm cannot starve it)."""
+        now = datetime.now(UTC)
+        with self.session() as s:
+            mine = s.get(JobRow, inv_id)
+            if mine is None:
+                return False
+            horizon = _utc(mine.enqueued_at) + timedelta(seconds=window_s)
+            return s.scalars(select(JobRow.investigation_id).join(
+                InvestigationRow, InvestigationRow.id == JobRow.investigation_id).where(
+                JobRow.status == "queued", InvestigationRow.status == InvestigationStatus.QUEUED.value,
+                JobRow.enqueued_at <= horizon,
+                (JobRow.not_before.is_(None)) | (JobRow.not_before <= now)).limit(1)).first() is not None
+
+    def requeue_job(self, inv_id: str, window_s: float) -> None:
+        """Put a running job back in the queue after its preliminary answer, ordered ``window_s`` after
+        it first arrived: behind the first answers of its burst, ahead of later arrivals. The pass does
+        not count as an attempt (attempts count crashes)."""
+        with self.session() as s, s.begin():
+            row = s.get(JobRow, inv_id, with_for_update=True)
+            if row is not None and row.status == "running":
+                row.status, row.owner, row.updated_at = "queued", None, datetime.now(UTC)
+                row.enqueued_at = _utc(row.enqueued_at) + timedelta(seconds=window_s)
+                row.attempts = max(0, row.attempts - 1)
+
     def next_job_at(self) -> datetime | None:
         """The earliest time a queued job may run (None when nothing is queued)."""
         with self.session() as s:
