@@ -183,6 +183,10 @@ def test_github_deployments_become_changes(live):
         r = _gh(live, event, payload)
         assert r.status_code == 202 and r.json()["accepted"] == 0 and r.json()["note"], r.text
     assert len(_stored(live, "2019-05-15T15:00:00Z", "2019-05-15T16:00:00Z")) == 2
+    # GitHub's retry or "Redeliver" (or a replay of a captured delivery) adds nothing
+    r = _gh(live, "deployment", GH_DEPLOYMENT)
+    assert r.status_code == 202 and r.json()["accepted"] == 0 and "already recorded" in r.json()["note"], r.text
+    assert len(_stored(live, "2019-05-15T15:00:00Z", "2019-05-15T16:00:00Z")) == 2
 
 
 def test_github_deploy_workflow_runs_become_changes(live):

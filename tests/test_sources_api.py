@@ -105,7 +105,8 @@ def _c(live, role=Role.ADMIN):
     return live.client(live.tokens[role])
 
 
-def test_a_git_source_is_checked_stored_and_rechecked(live, tmp_path):
+def test_a_git_source_is_checked_stored_and_rechecked(live, tmp_path, monkeypatch):
+    monkeypatch.setenv("VIGIL_SOURCE_DIRS", str(tmp_path))
     repo = git_repo(tmp_path / "deploy")
     with _c(live) as c:
         r = c.put("/v1/spaces/shop/sources/repo", json={"kind": "git", "config": {
@@ -157,7 +158,8 @@ def test_bad_configs_are_422_one_line_and_store_nothing(live, body, expect):
         assert c.get("/v1/spaces/shop/sources").json() == before
 
 
-def test_a_failed_check_stores_nothing_unless_checks_are_skipped(live, tmp_path):
+def test_a_failed_check_stores_nothing_unless_checks_are_skipped(live, tmp_path, monkeypatch):
+    monkeypatch.setenv("VIGIL_SOURCE_DIRS", str(tmp_path))
     missing = tmp_path / "not-there"
     with _c(live) as c:
         r = c.put("/v1/spaces/shop/sources/later", json={"kind": "git", "config": {"path": str(missing)}})
@@ -172,11 +174,11 @@ def test_a_failed_check_stores_nothing_unless_checks_are_skipped(live, tmp_path)
 
 
 def test_secrets_are_never_returned_audited_or_logged(live, monkeypatch, caplog):
-    monkeypatch.setenv("VIGIL_TEST_ARGO_TOKEN", SECRET)
+    monkeypatch.setenv("VIGIL_SECRET_TEST_ARGO_TOKEN", SECRET)
     argo = EchoingArgo()
     caplog.set_level(logging.DEBUG)
     try:
-        body = {"kind": "argocd", "config": {"url": argo.url, "token": {"env": "VIGIL_TEST_ARGO_TOKEN"}}}
+        body = {"kind": "argocd", "config": {"url": argo.url, "token": {"env": "VIGIL_SECRET_TEST_ARGO_TOKEN"}}}
         texts = []
         with _c(live) as c:
             r = c.put("/v1/spaces/shop/sources/argo", json=body)
@@ -188,7 +190,7 @@ def test_secrets_are_never_returned_audited_or_logged(live, monkeypatch, caplog)
             r = c.put("/v1/spaces/shop/sources/argo", json=body)
             texts.append(r.text)
             assert r.status_code == 200, r.text
-            assert r.json()["config"]["token"] == {"env": "VIGIL_TEST_ARGO_TOKEN"}
+            assert r.json()["config"]["token"] == {"env": "VIGIL_SECRET_TEST_ARGO_TOKEN"}
             assert "1 application(s) (cart)" in r.json()["check"]
             argo.echo = True
             r = c.post("/v1/spaces/shop/sources/argo/check")
@@ -232,3 +234,42 @@ def test_topology_merges_the_store_and_connectors_with_their_sources(live, monke
     finally:
         with _c(live) as c:
             c.delete("/v1/spaces/shop/sources/k8s")
+
+
+@pytest.mark.parametrize("body, expect", [
+    ({"kind": "mcp", "config": {"transport": "stdio", "command": "/bin/sh", "args": ["-c", "id > /tmp/x"]}},
+     "the stdio command '/bin/sh' is not one spaces may start"),
+    ({"kind": "prometheus", "config": {"url": "http://127.0.0.1:1", "token": {"file": "/etc/hostname"}}},
+     "secret file '/etc/hostname' is outside"),
+    ({"kind": "prometheus", "config": {"url": "http://127.0.0.1:1", "token": {"env": "AWS_SECRET_ACCESS_KEY"}}},
+     "secret environment variable 'AWS_SECRET_ACCESS_KEY' is not one a space may use"),
+    ({"kind": "git", "config": {"path": "/etc"}}, "repository path '/etc' is outside"),
+    ({"kind": "cloudwatch", "config": {"region": "us-east-1"}}, "the host's own AWS credentials"),
+    ({"kind": "kubernetes", "config": {}}, "in-cluster credentials are the host's"),
+    ({"kind": "kubernetes", "config": {"kubeconfig": "/root/.kube/config"}}, "kubeconfig '/root/.kube/config'"),
+])
+def test_a_space_admin_cannot_reach_the_vigil_host(live, tmp_path, body, expect):
+    """Over the API a space's admin may not run programs on the Vigil host, read its files or send its
+    environment to a backend; nothing runs, nothing is stored."""
+    marker = tmp_path / "ran"
+    if body["kind"] == "mcp":
+        body["config"]["args"] = ["-c", f"touch {marker}"]
+    with _c(live) as c:
+        before = c.get("/v1/spaces/shop/sources").json()
+        r = c.put("/v1/spaces/shop/sources/host", json=body)
+        assert r.status_code == 422 and expect in r.json()["error"], r.text
+        assert c.get("/v1/spaces/shop/sources").json() == before
+    assert not marker.exists()
+
+
+def test_the_hosts_operator_opens_exactly_what_spaces_may_use(live, tmp_path, monkeypatch):
+    marker = tmp_path / "ran"
+    monkeypatch.setenv("VIGIL_MCP_COMMANDS", "/bin/true")
+    with _c(live) as c:     # an allowed command passes the guard (and then fails its MCP handshake)
+        r = c.put("/v1/spaces/shop/sources/tool", json={"kind": "mcp", "config": {
+            "transport": "stdio", "command": "/bin/true", "timeout_s": 2}})
+        assert r.status_code == 422 and "failed its check" in r.json()["error"], r.text
+        r = c.put("/v1/spaces/shop/sources/tool", json={"kind": "mcp", "config": {
+            "transport": "stdio", "command": "/bin/sh", "args": ["-c", f"touch {marker}"]}})
+        assert r.status_code == 422 and "VIGIL_MCP_COMMANDS" in r.json()["error"]
+    assert not marker.exists()

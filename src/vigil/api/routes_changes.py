@@ -40,17 +40,38 @@ def _secret(request: Request, space: str, kind: str) -> tuple[dict, str]:
     return got[0], secret
 
 
-def _store(request: Request, space: str, kind: str, events: list[ChangeEvent]) -> None:
+def _key(resource: str, ts: float, kind: str, description: str) -> tuple:
+    return resource, round(float(ts), 3), kind, description
+
+
+def _store(request: Request, space: str, kind: str, events: list[ChangeEvent]) -> list[ChangeEvent]:
+    """Store the changes the space does not hold yet: a redelivery (GitHub retries, "Redeliver") or a
+    replayed delivery adds nothing. Returns what was stored."""
     rt = _rt(request)
-    with rt.telemetry.transaction() as w:
-        w.changes(space, frame(events))
+    lo, hi = min(e.ts for e in events), max(e.ts for e in events)
+    have = rt.telemetry.changes(space, lo, hi + 1.0)
+    seen = {_key(*r) for r in zip(have["resource"], have["ts"], have["kind"], have["description"], strict=True)}
+    fresh = []
+    for e in events:
+        k = _key(e.resource, e.ts, e.kind, e.description)
+        if k not in seen:
+            seen.add(k)
+            fresh.append(e)
+    if fresh:
+        with rt.telemetry.transaction() as w:
+            w.changes(space, frame(fresh))
     rt.state.audit(f"{kind} (signed)", "changes", space_id=space, target=kind,
-                   detail={"changes": len(events), "resources": sorted({e.resource for e in events})[:20]})
+                   detail={"changes": len(fresh), "duplicates": len(events) - len(fresh),
+                           "resources": sorted({e.resource for e in fresh})[:20]})
+    return fresh
 
 
 async def _accept(request: Request, space: str, kind: str, events: list[ChangeEvent], note: str):
     if events:
-        await run_in_threadpool(_store, request, space, kind, events)
+        stored = await run_in_threadpool(_store, request, space, kind, events)
+        if len(stored) < len(events):
+            note = (note + "; " if note else "") + f"{len(events) - len(stored)} already recorded (a redelivery)"
+        events = stored
     _rt(request).metrics.webhooks.labels(kind).inc()
     return JSONResponse(ChangesAccepted(accepted=len(events), changes=[e.as_dict() for e in events], note=note)
                         .model_dump(), status_code=202)

@@ -127,7 +127,7 @@ class LocalBackend:
             raise InputError("the window may span at most 7 days")
         if at is not None and point is not StartingPoint.FREE_TEXT:
             raise InputError("'at' goes with the free-text starting point; the others search the window")
-        found = find_start(st, self.app.telemetry, space, point, start, end, at)
+        found = find_start(st, self.app.sources, space, point, start, end, at)
         s = self.engine_settings
         window = Window.around(found.onset, timedelta(seconds=s.metric_lookback_s), timedelta(seconds=s.after_s))
         trigger = Trigger(kind=TriggerKind.MANUAL, alert=found.alert, starting_point=point, text=text)

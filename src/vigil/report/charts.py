@@ -7,6 +7,7 @@ Classes (``line``, ``base``, ``band``, ``onset``, ``anom``, ``change``) are styl
 from __future__ import annotations
 
 import html
+import math
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
@@ -35,7 +36,8 @@ def metric_chart(detail: dict, width: int = 520, height: int = 140, axis: Axis |
     when the detail has ``baseline_scale``, its ±1 scale band), the onset and change events as
     vertical lines. ``detail`` is a metric evidence's detail (``series`` as [[ts, value], ...]).
     Returns "" when there is nothing to draw."""
-    series = [(float(p[0]), float(p[1])) for p in detail.get("series") or [] if p[1] == p[1]]
+    series = [(float(p[0]), float(p[1])) for p in detail.get("series") or []
+              if p[0] is not None and p[1] is not None and math.isfinite(float(p[1]))]
     if len(series) < 2:
         return ""
     xs = [p[0] for p in series]

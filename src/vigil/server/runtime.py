@@ -187,7 +187,7 @@ class Runtime:
             raise InputError("the window may span at most 7 days")
         if at is not None and point is not StartingPoint.FREE_TEXT:
             raise InputError("'at' goes with the free-text starting point; the others search the window")
-        found = find_start(self.state, self.telemetry, space, point, start, end, at)
+        found = find_start(self.state, self.app.sources, space, point, start, end, at)
         s = self.engine_settings
         window = Window.around(found.onset, timedelta(seconds=s.metric_lookback_s), timedelta(seconds=s.after_s))
         trigger = Trigger(kind=TriggerKind.MANUAL, alert=found.alert, starting_point=point, text=text)
@@ -217,8 +217,11 @@ class Runtime:
                                       finish_job=True)
             except InputError:          # a worker took it meanwhile: stop it at its next step
                 self.workers.cancel_running(inv_id)
-        else:
-            self.workers.cancel_running(inv_id)
+        elif not self.workers.cancel_running(inv_id):
+            # running but between passes (its preliminary answer given, its job queued for the full
+            # analysis): no worker holds it, so end it here
+            self.state.set_status(inv_id, InvestigationStatus.CANCELLED, error=f"cancelled by {actor}",
+                                  finish_job=True)
         self.state.audit(actor, "cancel", space_id=space, target=inv_id)
         self.feed.touch(inv_id)
         return self.state.get_investigation(inv_id)

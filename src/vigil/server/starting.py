@@ -19,8 +19,8 @@ import numpy as np
 from vigil.engine.metrics import categorize
 from vigil.errors import InputError
 from vigil.model import Alert, StartingPoint
+from vigil.sources.base import TelemetrySource
 from vigil.store.state import StateStore
-from vigil.store.telemetry import TelemetryStore
 
 MIN_Z = 3.0
 MIN_POINTS = 6
@@ -64,7 +64,7 @@ def change_point(ts: np.ndarray, v: np.ndarray, min_scale: float = 1e-6) -> tupl
     return float(ts[split]), z
 
 
-def find_start(state: StateStore, telemetry: TelemetryStore, space: str, point: StartingPoint,
+def find_start(state: StateStore, telemetry: TelemetrySource, space: str, point: StartingPoint,
                start: datetime, end: datetime, at: datetime | None = None) -> Start:
     a, b = start.timestamp(), end.timestamp()
     if point is StartingPoint.FREE_TEXT:

@@ -10,6 +10,7 @@ them before anyone sees them, in case a backend echoes the credential back."""
 
 from __future__ import annotations
 
+import os
 import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -142,3 +143,81 @@ def check(name: str, kind: str, config: dict[str, Any], grace_s: float = 2.0) ->
 def _line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
+
+
+# -- what a space admin may reach on the Vigil host ------------------------------------------------
+# A source registered over the API comes from a space's admin, who must not reach beyond the space:
+# not run programs on the Vigil host, read its files, or send its environment (other spaces' secrets,
+# cloud keys) to a backend of their choosing. The host's operator opens exactly what they mean to,
+# through the server's environment. `vigil space apply` runs as the host's operator and is trusted.
+@dataclass(frozen=True)
+class HostAccess:
+    secret_env_prefixes: tuple[str, ...] = ("VIGIL_SECRET_",)
+    secret_dirs: tuple[str, ...] = ()
+    source_dirs: tuple[str, ...] = ()
+    mcp_commands: frozenset[str] = frozenset()
+    ambient_credentials: bool = False
+
+    @classmethod
+    def from_env(cls) -> HostAccess:
+        def items(name: str, default: str = "") -> tuple[str, ...]:
+            return tuple(x.strip() for x in os.environ.get(name, default).split(",") if x.strip())
+        return cls(secret_env_prefixes=items("VIGIL_SECRET_ENV_PREFIXES", "VIGIL_SECRET_"),
+                   secret_dirs=items("VIGIL_SECRET_DIRS"), source_dirs=items("VIGIL_SOURCE_DIRS"),
+                   mcp_commands=frozenset(items("VIGIL_MCP_COMMANDS")),
+                   ambient_credentials=os.environ.get("VIGIL_ALLOW_AMBIENT_CREDENTIALS", "") in ("1", "true", "yes"))
+
+
+def _under(path: str, dirs: tuple[str, ...]) -> bool:
+    real = os.path.realpath(path)
+    return any(real == os.path.realpath(d) or real.startswith(os.path.realpath(d).rstrip("/") + "/") for d in dirs)
+
+
+def guard_host_access(kind: str, config: dict[str, Any], access: HostAccess | None = None) -> None:
+    """Refuse (one-line ``InputError``) a config registered over the API that would reach the Vigil
+    host beyond what its operator allowed: secret references outside the allowed environment-variable
+    prefixes (``VIGIL_SECRET_ENV_PREFIXES``, default ``VIGIL_SECRET_``) or directories
+    (``VIGIL_SECRET_DIRS``), local paths (git repositories, kubeconfigs) outside ``VIGIL_SOURCE_DIRS``,
+    MCP stdio commands not listed in ``VIGIL_MCP_COMMANDS``, and the host's ambient cloud or cluster
+    credentials unless ``VIGIL_ALLOW_AMBIENT_CREDENTIALS`` is set."""
+    a = access or HostAccess.from_env()
+    if kind == OTLP:
+        return
+    model = parse(kind, config)
+    for ref in secret_refs(model):
+        if ref.env is not None and not ref.env.startswith(a.secret_env_prefixes):
+            raise InputError(f"secret environment variable {ref.env!r} is not one a space may use: names must "
+                             f"start with {' or '.join(a.secret_env_prefixes) or '(none allowed)'} "
+                             "(VIGIL_SECRET_ENV_PREFIXES)")
+        if ref.file is not None and not _under(ref.file, a.secret_dirs):
+            raise InputError(f"secret file {ref.file!r} is outside the directories spaces may read secrets from "
+                             "(VIGIL_SECRET_DIRS)")
+
+    def local(path: str | None, what: str) -> None:
+        if path is not None and not _under(path, a.source_dirs):
+            raise InputError(f"{what} {path!r} is outside the directories spaces may use (VIGIL_SOURCE_DIRS); "
+                             "the host's operator can register it with `vigil space apply`")
+
+    if kind == "git":
+        local(getattr(model, "path", None), "repository path")
+    elif kind == "kubernetes":
+        local(getattr(model, "kubeconfig", None), "kubeconfig")
+        local(getattr(model, "ca_file", None), "CA file")
+        if getattr(model, "kubeconfig", None) is None and getattr(model, "api_url", None) is None \
+                and not a.ambient_credentials:
+            raise InputError("in-cluster credentials are the host's: give api_url and token, or allow them with "
+                             "VIGIL_ALLOW_AMBIENT_CREDENTIALS")
+    elif kind == "cloudwatch":
+        if getattr(model, "access_key_id", None) is None and not a.ambient_credentials:
+            raise InputError("without access_key_id and secret_access_key the host's own AWS credentials would "
+                             "be used: give them, or allow that with VIGIL_ALLOW_AMBIENT_CREDENTIALS")
+    elif kind == "mcp" and getattr(model, "transport", "") == "stdio":
+        command = getattr(model, "command", None)
+        if command not in a.mcp_commands:
+            raise InputError(f"the stdio command {command!r} is not one spaces may start (VIGIL_MCP_COMMANDS); "
+                             "the host's operator can register it with `vigil space apply`")
+        local(getattr(model, "cwd", None), "working directory")
+        for name in getattr(model, "env", []) or []:
+            if not name.startswith(a.secret_env_prefixes):
+                raise InputError(f"environment variable {name!r} may not be passed to an MCP server: names must "
+                                 f"start with {' or '.join(a.secret_env_prefixes)} (VIGIL_SECRET_ENV_PREFIXES)")

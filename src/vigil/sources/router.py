@@ -15,9 +15,10 @@ from typing import Any
 
 import pandas as pd
 
-from vigil.model import Alert, Topology
+from vigil.model import Alert, Edge, Topology
 from vigil.sources.base import FRAME_COLUMNS, TelemetrySource
 from vigil.sources.connector import Connector, build
+from vigil.sources.registry import scrub
 
 log = logging.getLogger(__name__)
 CACHE_S = 5.0
@@ -61,14 +62,15 @@ class SpaceSources:
         with self._lock:
             old = self._cache.get(space)
             self._cache[space] = (now + CACHE_S, sig, built, broken)
-        if old:
-            for c in old[2]:
-                c.close()
+        if old and old[2] is not built:
+            _close_later(old[2])
         return built, broken
 
     def invalidate(self, space: str) -> None:
         with self._lock:
-            self._cache.pop(space, None)
+            old = self._cache.pop(space, None)
+        if old:
+            _close_later(old[2])
 
     def _call(self, space: str, role: str, method: str, *args: Any) -> tuple[list[tuple[str, Any]], list[str]]:
         """Run ``method`` on every connector serving ``role``; (name, result) pairs and problems."""
@@ -86,7 +88,8 @@ class SpaceSources:
                 problems.append(msg)
                 self.status[(space, c.name)] = {"ok": False, "at": time.time(), "message": msg}
             except Exception as exc:   # noqa: BLE001 - partial evidence beats a failed investigation
-                msg = f"source {c.name!r} ({c.kind}) failed on {role}: {_one_line(exc)}"
+                # a backend may echo the credential in its error: masked before anyone sees it
+                msg = scrub(f"source {c.name!r} ({c.kind}) failed on {role}: {_one_line(exc)}", c.config)
                 problems.append(msg)
                 self.status[(space, c.name)] = {"ok": False, "at": time.time(), "message": msg}
             log.debug("source %s %s took %.3f s", c.name, method, time.monotonic() - t0)
@@ -99,7 +102,9 @@ class SpaceSources:
             try:
                 frames.append(_conform(role, got))
                 answered[name] = len(got)
-                problems.extend(f"source {name!r}: {p}" for p in (getattr(got, "attrs", {}) or {}).get("problems", []))
+                conf = next((c.config for c in self.connectors(space)[0] if c.name == name), None)
+                problems.extend(scrub(f"source {name!r}: {p}", conf)
+                                for p in (getattr(got, "attrs", {}) or {}).get("problems", []))
             except (ValueError, TypeError, AttributeError) as exc:
                 problems.append(f"source {name!r} returned unusable {role}: {exc}")
         nonempty = [f for f in frames if len(f)]
@@ -131,6 +136,15 @@ class SpaceSources:
         parts, _problems = self._call(space, "topology", "topology")
         return self.embedded.topology(space).merged(*[t for _, t in parts])
 
+    def learn_edges(self, space: str, edges: list[Edge]) -> list[Edge]:
+        """Store the call edges the embedded topology lacks (learned from spans); returns those."""
+        known = {(e.src, e.dst) for e in self.embedded.topology(space).edges}
+        new = [e for e in edges if (e.src, e.dst) not in known]
+        if new:
+            with self.embedded.transaction() as w:
+                w.topology(space, Topology(edges=new))
+        return new
+
     def baselines(self, space: str) -> list[tuple[float, float]]:
         return self.embedded.baselines(space)
 
@@ -154,6 +168,19 @@ class SpaceSources:
             for c in entry[2]:
                 c.close()
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _close_later(conns: list[Connector], after_s: float = 30.0) -> None:
+    """Close replaced connectors once the calls in flight on them had their time."""
+    def close() -> None:
+        for c in conns:
+            try:
+                c.close()
+            except Exception:   # noqa: BLE001 - closing is best effort
+                log.debug("closing source %s failed", c.name)
+    t = threading.Timer(after_s, close)
+    t.daemon = True
+    t.start()
 
 
 def _conform(role: str, df: pd.DataFrame) -> pd.DataFrame:

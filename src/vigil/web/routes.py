@@ -322,7 +322,11 @@ async def start(request: Request, space: SpacePath):
         raise InputError(f"invalid window {form.get('window', '')[:20]!r}: choose one of {', '.join(WINDOWS)}")
     half = timedelta(minutes=WINDOWS[form["window"]])
     point = form.get("starting_point", "")
-    body = ManualStart.model_validate({"starting_point": point, "start": when - half, "end": when + half,
+    try:
+        start, end = when - half, when + half
+    except OverflowError:
+        raise InputError(f"the date and time {form.get('at', '')[:40]!r} is out of range") from None
+    body = ManualStart.model_validate({"starting_point": point, "start": start, "end": end,
                                        "at": when if point == StartingPoint.FREE_TEXT.value else None,
                                        "text": form.get("text", "")})
     inv = await run_in_threadpool(_rt(request).start_manual, target, body.starting_point, body.start, body.end,

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import os
 import secrets
 import threading
 import time
@@ -93,7 +94,9 @@ def same(a: str | None, b: str | None) -> bool:
 
 
 def secure(request: Request) -> bool:
-    return request.url.scheme == "https"
+    """Secure cookies over https; ``VIGIL_COOKIE_SECURE=1`` forces them (behind a TLS-terminating proxy
+    that does not forward the scheme)."""
+    return request.url.scheme == "https" or os.environ.get("VIGIL_COOKIE_SECURE", "") in ("1", "true", "yes")
 
 
 def set_cookie(response: Response, request: Request, name: str, value: str, max_age: int | None = None) -> None:
