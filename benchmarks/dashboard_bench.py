@@ -7,7 +7,7 @@ and requests dashboard pages: the first page, a page deep in the history (by its
 and a status filter. Server time is measured inside the process, around the ASGI app (request in,
 last body byte out), so the client's own overhead is not counted.
 
-Usage: .venv/bin/python benchmarks/dashboard_bench.py [--n 5000] [--repeat 40] [--no-pg] [--json FILE]
+Usage: .venv/bin/python benchmarks/dashboard_bench.py [--n 1000 5000 20000] [--repeat 40] [--no-pg] [--json FILE]
 Target (issue): the dashboard with 5,000 investigations answers in under 300 ms of server time.
 """
 
@@ -151,11 +151,13 @@ def run(label: str, home: Path, database_url: str, n: int, repeat: int) -> dict:
         first = c.get("/ui/s/bench/")
         assert first.status_code == 200 and "Older" in first.text
         # walk to a page deep in the history to get its cursor
-        url = "/ui/s/bench/"
+        url, depth = "/ui/s/bench/", 1
         for _ in range(100):
             nxt = re.search(r'rel="next" href="([^"]+)"', c.get(url).text)
-            url = nxt.group(1).replace("&amp;", "&")
-        pages = {"first page": "/ui/s/bench/", "page 101 (keyset cursor)": url,
+            if nxt is None:
+                break
+            url, depth = nxt.group(1).replace("&amp;", "&"), depth + 1
+        pages = {"first page": "/ui/s/bench/", f"page {depth} (keyset cursor)": url,
                  "status=failed": "/ui/s/bench/?status=failed"}
         for name, path in pages.items():
             for _ in range(3):                     # warm up
@@ -172,39 +174,43 @@ def run(label: str, home: Path, database_url: str, n: int, repeat: int) -> dict:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--n", type=int, default=5000)
+    ap.add_argument("--n", type=int, nargs="+", default=[1000, 5000, 20000],
+                    help="investigation counts to measure (growth, not one point)")
     ap.add_argument("--repeat", type=int, default=40)
     ap.add_argument("--no-pg", action="store_true")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     results = []
-    with tempfile.TemporaryDirectory() as tmp:
-        results.append(run("sqlite", Path(tmp) / "sqlite", f"sqlite:///{Path(tmp) / 'sqlite' / 'state.db'}",
-                           args.n, args.repeat))
-        if not args.no_pg:
-            schema = f"vigil_bench_{uuid.uuid4().hex[:8]}"
-            try:
-                admin = create_engine(PG_URL)
-                with admin.begin() as conn:
-                    conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-            except Exception as exc:  # noqa: BLE001
-                print(f"PostgreSQL skipped: {type(exc).__name__}", file=sys.stderr)
-            else:
+    for n in args.n:
+        with tempfile.TemporaryDirectory() as tmp:
+            results.append(run("sqlite", Path(tmp) / "sqlite", f"sqlite:///{Path(tmp) / 'sqlite' / 'state.db'}",
+                               n, args.repeat))
+            if not args.no_pg:
+                schema = f"vigil_bench_{uuid.uuid4().hex[:8]}"
                 try:
-                    results.append(run("postgresql", Path(tmp) / "pg", f"{PG_URL}?options=-csearch_path%3D{schema}",
-                                       args.n, args.repeat))
-                finally:
+                    admin = create_engine(PG_URL)
                     with admin.begin() as conn:
-                        conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-                    admin.dispose()
+                        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+                except Exception as exc:  # noqa: BLE001
+                    print(f"PostgreSQL skipped: {type(exc).__name__}", file=sys.stderr)
+                else:
+                    try:
+                        results.append(run("postgresql", Path(tmp) / "pg",
+                                           f"{PG_URL}?options=-csearch_path%3D{schema}", n, args.repeat))
+                    finally:
+                        with admin.begin() as conn:
+                            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+                        admin.dispose()
     worst = 0.0
     for r in results:
         print(f"{r['backend']}: {r['investigations']} investigations (populated in {r['populate_s']} s)")
         for name, p in r["pages"].items():
-            worst = max(worst, p["p95_ms"])
+            if r["investigations"] <= 5000:       # the target is set at 5,000 investigations
+                worst = max(worst, p["p95_ms"])
             print(f"  GET dashboard, {name:26s} p50 {p['p50_ms']:6.1f} ms  p95 {p['p95_ms']:6.1f} ms  "
                   f"max {p['max_ms']:6.1f} ms  ({p['requests']} requests)")
-    print(f"target: server time under 300 ms -> {'met' if worst < 300 else 'NOT met'} (worst p95 {worst:.1f} ms)")
+    print(f"target: server time under 300 ms with up to 5,000 investigations -> "
+          f"{'met' if worst < 300 else 'NOT met'} (worst p95 {worst:.1f} ms)")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(results, indent=2))
