@@ -14,26 +14,21 @@ import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from vigil.agent import Investigator
 from vigil.app import App
 from vigil.engine import Settings as EngineSettings
-from vigil.errors import InputError, VigilError
+from vigil.errors import VigilError
 from vigil.model import (
     ApiToken,
     Investigation,
     InvestigationStatus,
-    JournalEntry,
-    JournalKind,
     Role,
     StartingPoint,
-    Trigger,
-    TriggerKind,
-    Window,
 )
-from vigil.server.starting import find_start
+from vigil.server.starting import plan_start
 
 log = logging.getLogger("vigil.mcp")
 
@@ -117,29 +112,10 @@ class LocalBackend:
         """The same window rules and starting points as ``Runtime.start_manual``; no queue."""
         space = caller.space
         st = self.app.state
-        st.get_space(space)
-        now = datetime.now(UTC)
-        end = end or (at if at and not start else now)
-        start = start or end - timedelta(hours=1)
-        if start >= end:
-            raise InputError("the window must start before it ends")
-        if end - start > timedelta(days=7):
-            raise InputError("the window may span at most 7 days")
-        if at is not None and point is not StartingPoint.FREE_TEXT:
-            raise InputError("'at' goes with the free-text starting point; the others search the window")
-        found = find_start(st, self.app.sources, space, point, start, end, at)
-        s = self.engine_settings
-        window = Window.around(found.onset, timedelta(seconds=s.metric_lookback_s), timedelta(seconds=s.after_s))
-        trigger = Trigger(kind=TriggerKind.MANUAL, alert=found.alert, starting_point=point, text=text)
-        settle = st.get_space(space).policies.settle_s
-        wait = st.settle_until(found.onset, settle)
-        message = found.note + (f"; waiting until {wait:%H:%M:%S}Z, {settle:g} s after it, for its telemetry"
-                                if wait else "")
-        note = JournalEntry(investigation_id="", seq=1, kind=JournalKind.NOTE, message=message, source=caller.actor,
-                            data={"starting_point": point.value, "window": [start.isoformat(), end.isoformat()],
-                                  **({"resource": found.resource} if found.resource else {}), **found.data,
-                                  **({"not_before": wait.isoformat()} if wait else {}), "runs": "in the mcp process"})
-        inv = st.create_investigation(space, trigger, window, enqueue=False, note=note)
+        plan = plan_start(st, self.app.sources, self.engine_settings, space, point, start, end, at, text, caller.actor,
+                          extra={"runs": "in the mcp process"})
+        wait = plan.wait
+        inv = st.create_investigation(space, plan.trigger, plan.window, enqueue=False, note=plan.note)
         st.audit(caller.actor, "investigate", space_id=space, target=inv.id, detail={"starting_point": point.value})
         with self._lock:
             self._pending = [(f, i) for f, i in self._pending if not f.done()]

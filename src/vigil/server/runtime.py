@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from vigil.app import App
 from vigil.engine import Settings as EngineSettings
@@ -19,18 +19,14 @@ from vigil.model import (
     IncomingAlert,
     Investigation,
     InvestigationStatus,
-    JournalEntry,
     JournalKind,
     StartingPoint,
-    Trigger,
-    TriggerKind,
-    Window,
 )
 from vigil.server.feed import ChangeFeed
 from vigil.server.metrics import ServerMetrics
 from vigil.server.otlp import OtlpIngest
 from vigil.server.settings import ServerSettings
-from vigil.server.starting import find_start
+from vigil.server.starting import plan_start
 from vigil.server.worker import WorkerPool
 from vigil.store.state import hash_token, new_id
 
@@ -177,30 +173,11 @@ class Runtime:
     # -- manual start ---------------------------------------------------------------------------
     def start_manual(self, space: str, point: StartingPoint, start: datetime | None, end: datetime | None,
                      at: datetime | None, text: str, actor: str) -> Investigation:
-        self.state.get_space(space)
-        now = datetime.now(UTC)
-        end = end or (at if at and not start else now)
-        start = start or end - timedelta(hours=1)
-        if start >= end:
-            raise InputError("the window must start before it ends")
-        if end - start > timedelta(days=7):
-            raise InputError("the window may span at most 7 days")
-        if at is not None and point is not StartingPoint.FREE_TEXT:
-            raise InputError("'at' goes with the free-text starting point; the others search the window")
-        found = find_start(self.state, self.app.sources, space, point, start, end, at)
-        s = self.engine_settings
-        window = Window.around(found.onset, timedelta(seconds=s.metric_lookback_s), timedelta(seconds=s.after_s))
-        trigger = Trigger(kind=TriggerKind.MANUAL, alert=found.alert, starting_point=point, text=text)
-        settle = self.state.get_space(space).policies.settle_s
-        wait = self.state.settle_until(found.onset, settle)
-        message = found.note + (f"; waiting until {wait:%H:%M:%S}Z, {settle:g} s after it, for its telemetry"
-                                if wait else "")
-        note = JournalEntry(investigation_id="", seq=1, kind=JournalKind.NOTE, message=message, source=actor,
-                            data={"starting_point": point.value, "window": [start.isoformat(), end.isoformat()],
-                                  **({"resource": found.resource} if found.resource else {}), **found.data,
-                                  **({"not_before": wait.isoformat()} if wait else {})})
-        inv = self.state.create_investigation(space, trigger, window, enqueue=True,
-                                              max_attempts=self.settings.max_attempts, note=note, not_before=wait)
+        plan = plan_start(self.state, self.app.sources, self.engine_settings, space, point, start, end, at, text,
+                          actor)
+        inv = self.state.create_investigation(space, plan.trigger, plan.window, enqueue=True,
+                                              max_attempts=self.settings.max_attempts, note=plan.note,
+                                              not_before=plan.wait)
         self.state.audit(actor, "investigate", space_id=space, target=inv.id, detail={"starting_point": point.value})
         self.workers.wake()
         return inv

@@ -12,13 +12,13 @@ least ``MIN_Z`` robust standard deviations of the part before it."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
 from vigil.engine.metrics import categorize
 from vigil.errors import InputError
-from vigil.model import Alert, StartingPoint
+from vigil.model import Alert, JournalEntry, JournalKind, StartingPoint, Trigger, TriggerKind, Window
 from vigil.sources.base import TelemetrySource
 from vigil.store.state import StateStore
 
@@ -115,3 +115,41 @@ def find_start(state: StateStore, telemetry: TelemetrySource, space: str, point:
                      note=f"starting point: error-rate spike at {_iso(onset)} (robust z {z:.1f}, "
                           f"{len(errs)} errors in the window)")
     raise InputError(f"unknown starting point {point!r}")
+
+
+@dataclass
+class Plan:
+    """A manual start, ready to be created: its trigger, window, first journal note and settle wait."""
+    trigger: Trigger
+    window: Window
+    note: JournalEntry
+    wait: datetime | None
+
+
+def plan_start(state: StateStore, telemetry: TelemetrySource, settings, space: str, point: StartingPoint,
+               start: datetime | None, end: datetime | None, at: datetime | None, text: str, actor: str,
+               extra: dict | None = None) -> Plan:
+    """The window rules of a manual start (default: the last hour; at most 7 days), its starting point
+    found in the space's telemetry, and the note that opens its journal. ``settings`` are the engine's."""
+    state.get_space(space)
+    end = end or (at if at and not start else datetime.now(UTC))
+    start = start or end - timedelta(hours=1)
+    if start >= end:
+        raise InputError("the window must start before it ends")
+    if end - start > timedelta(days=7):
+        raise InputError("the window may span at most 7 days")
+    if at is not None and point is not StartingPoint.FREE_TEXT:
+        raise InputError("'at' goes with the free-text starting point; the others search the window")
+    found = find_start(state, telemetry, space, point, start, end, at)
+    window = Window.around(found.onset, timedelta(seconds=settings.metric_lookback_s),
+                           timedelta(seconds=settings.after_s))
+    trigger = Trigger(kind=TriggerKind.MANUAL, alert=found.alert, starting_point=point, text=text)
+    settle = state.get_space(space).policies.settle_s
+    wait = state.settle_until(found.onset, settle)
+    message = found.note + (f"; waiting until {wait:%H:%M:%S}Z, {settle:g} s after it, for its telemetry"
+                            if wait else "")
+    note = JournalEntry(investigation_id="", seq=1, kind=JournalKind.NOTE, message=message, source=actor,
+                        data={"starting_point": point.value, "window": [start.isoformat(), end.isoformat()],
+                              **({"resource": found.resource} if found.resource else {}), **found.data,
+                              **({"not_before": wait.isoformat()} if wait else {}), **(extra or {})})
+    return Plan(trigger, window, note, wait)
