@@ -13,9 +13,10 @@ from starlette.concurrency import run_in_threadpool
 
 from vigil.api.auth import SpacePath
 from vigil.api.errors import ERROR_RESPONSES
+from vigil.api.routes_ingest import signed_integration
 from vigil.integrations import WebhookRejected, github, gitlab
 from vigil.integrations.changes import ChangeEvent, frame
-from vigil.integrations.common import load_json, resolve_secret
+from vigil.integrations.common import load_json
 
 router = APIRouter(responses=ERROR_RESPONSES)
 _BODY = {"requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}}}
@@ -29,15 +30,6 @@ class ChangesAccepted(BaseModel):
 
 def _rt(request: Request):
     return request.app.state.runtime
-
-
-def _secret(request: Request, space: str, kind: str) -> tuple[dict, str]:
-    got = _rt(request).state.get_integration(space, kind)
-    secret = resolve_secret(*got) if got else None
-    if not secret:
-        # the same answer whether or not the space exists: nothing is learnt without the secret
-        raise WebhookRejected(f"{kind} webhooks are not enabled for this space", 403, "not-configured")
-    return got[0], secret
 
 
 def _key(resource: str, ts: float, kind: str, description: str) -> tuple:
@@ -88,7 +80,7 @@ def _rejected(request: Request, kind: str, exc: WebhookRejected) -> None:
 async def webhook_github(request: Request, space: SpacePath):
     body = await request.body()
     try:
-        config, secret = await run_in_threadpool(_secret, request, space, "github")
+        config, secret = await run_in_threadpool(signed_integration, request, space, "github")
         github.verify(body, request.headers.get(github.SIGNATURE), secret)
         events, note = github.parse(request.headers.get(github.EVENT), load_json(body), config)
     except WebhookRejected as exc:
@@ -103,7 +95,7 @@ async def webhook_github(request: Request, space: SpacePath):
 async def webhook_gitlab(request: Request, space: SpacePath):
     body = await request.body()
     try:
-        config, secret = await run_in_threadpool(_secret, request, space, "gitlab")
+        config, secret = await run_in_threadpool(signed_integration, request, space, "gitlab")
         gitlab.verify(request.headers.get(gitlab.TOKEN), secret)
         events, note = gitlab.parse(request.headers.get(gitlab.EVENT), load_json(body), config)
     except WebhookRejected as exc:

@@ -112,13 +112,18 @@ def _integration(request: Request, space: str, kind: str) -> tuple[dict, str | N
     return got
 
 
-def _signing_secret(request: Request, space: str, kind: str) -> str:
-    """The secret a signed webhook of this kind is verified with; refused when none is configured."""
+def signed_integration(request: Request, space: str, kind: str) -> tuple[dict, str]:
+    """The config of a signed webhook integration and the secret it is verified with; refused when
+    none is configured."""
     config, stored = _integration(request, space, kind)
     secret = resolve_secret(config, stored)
     if not secret:
         raise WebhookRejected(f"{kind} webhooks are not enabled for this space", 403, "not-configured")
-    return secret
+    return config, secret
+
+
+def _signing_secret(request: Request, space: str, kind: str) -> str:
+    return signed_integration(request, space, kind)[1]
 
 
 @router.post("/v1/spaces/{space}/webhooks/alertmanager", response_model=AlertsAccepted, status_code=202,
