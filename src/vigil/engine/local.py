@@ -50,6 +50,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from vigil.engine.stats import median, quantile
+
 ROLES = [  # (role, pattern) first match wins
     ("node", re.compile(r"^node|host", re.I)),
     ("cpu", re.compile(r"cpu", re.I)),
@@ -101,6 +103,21 @@ def _gate(z, c: Cfg):
     return np.clip((z - c.z_lo) / (c.z_hi - c.z_lo), 0.0, 1.0)
 
 
+def _group_codes(cols: list[np.ndarray]) -> tuple[np.ndarray, list]:
+    """Integer group codes for rows keyed by one or more columns, numbered in order of first
+    appearance, and the key of each code (a value, or a tuple for several columns). Much faster than
+    factorizing a pandas MultiIndex."""
+    parts = [pd.factorize(c, use_na_sentinel=False) for c in cols]
+    combined = np.zeros(len(cols[0]), dtype=np.int64)
+    for codes, uniq in parts:
+        combined = combined * max(len(uniq), 1) + codes
+    codes = pd.factorize(combined)[0]
+    first = np.unique(codes, return_index=True)[1]
+    if len(parts) == 1:
+        return codes, [parts[0][1][parts[0][0][i]] for i in first]
+    return codes, [tuple(u[c[i]] for c, u in parts) for i in first]
+
+
 def series_effects(df: pd.DataFrame, keys: list[str], onset: float, c: Cfg, log: bool = True,
                    stat: str = "median") -> pd.DataFrame:
     """df long (keys..., ts, value) -> one row per series with d (log fold change) and z.
@@ -111,14 +128,14 @@ def series_effects(df: pd.DataFrame, keys: list[str], onset: float, c: Cfg, log:
     if df.empty:
         return pd.DataFrame(out, columns=[*keys, "d", "z", "base", "post"])
     # one pass over numpy slices (pandas' per-group iteration is the slow part here)
-    codes, uniques = pd.factorize(pd.MultiIndex.from_frame(df[keys]) if len(keys) > 1 else df[keys[0]])
+    codes, ukeys = _group_codes([df[k].to_numpy(object) for k in keys])
     order = np.argsort(codes, kind="stable")
     codes_s = codes[order]
     values_all, ts_all = df["value"].to_numpy(float)[order], df["ts"].to_numpy(float)[order]
     bounds = np.flatnonzero(np.diff(codes_s)) + 1
     starts, ends = np.r_[0, bounds], np.r_[bounds, len(codes_s)]
     for a, e in zip(starts, ends, strict=False):
-        k = uniques[codes_s[a]]
+        k = ukeys[codes_s[a]]
         v, tsg = values_all[a:e], ts_all[a:e]
         post = tsg > onset
         b, p = v[~post], v[post]
@@ -131,7 +148,7 @@ def series_effects(df: pd.DataFrame, keys: list[str], onset: float, c: Cfg, log:
             # nothing finer than one event (the smallest positive value seen) counts as a change.
             # The change need only hold for the first 2..all post points (scan; best |z| kept).
             pos = np.abs(b[b != 0])
-            eps = max(0.02 * np.quantile(np.abs(b), 0.9), float(pos.min()) if len(pos) else 0.0) + 1e-9
+            eps = max(0.02 * quantile(np.abs(b), 0.9), float(pos.min()) if len(pos) else 0.0) + 1e-9
             mb = float(np.mean(b))
             var = np.var(b, ddof=1) if len(b) > 1 else 0.0
             p_sorted = p[np.argsort(tsg[post])]
@@ -145,18 +162,18 @@ def series_effects(df: pd.DataFrame, keys: list[str], onset: float, c: Cfg, log:
             out.append((*(k if isinstance(k, tuple) else (k,)), best[0], best[1], mb, best[2]))
             continue
         if log:
-            eps = 0.02 * np.quantile(np.abs(b), 0.9) + 1e-9
+            eps = 0.02 * quantile(np.abs(b), 0.9) + 1e-9
             lb, lp = np.log(np.abs(b) + eps), np.log(np.abs(p) + eps)
         else:
             lb, lp = b, p
-        med = np.median(lb)
+        med = median(lb)
         if c.spread == "diff" and len(lb) >= 4:
-            sd = 1.4826 * np.median(np.abs(np.diff(lb))) / np.sqrt(2)
+            sd = 1.4826 * median(np.abs(np.diff(lb))) / np.sqrt(2)
         else:
-            sd = 1.4826 * np.median(np.abs(lb - med))
-        d = float(np.median(lp) - med)
+            sd = 1.4826 * median(np.abs(lb - med))
+        d = float(median(lp) - med)
         z = d / max(sd, c.d_floor)
-        out.append((*(k if isinstance(k, tuple) else (k,)), d, z, float(np.median(b)), float(np.median(p))))
+        out.append((*(k if isinstance(k, tuple) else (k,)), d, z, float(median(b)), float(median(p))))
     return pd.DataFrame(out, columns=[*keys, "d", "z", "base", "post"])
 
 
@@ -206,17 +223,23 @@ def _trace_evidence(pc: pd.DataFrame, onset: float, c: Cfg) -> dict:
     ch = pc[pc.res == pc.p_res]  # calls/steps a service makes inside its own span
     if ch.empty:
         return {}
-    ch = ch.assign(post=ch.p_start > onset, key=ch.pkey, operation=ch.op)
     ev = {}
-    for (res, pop), g in ch.groupby(["p_res", "p_op"], sort=False):
-        ops, oi = np.unique(g.operation.to_numpy(), return_inverse=True)
+    # one pass over numpy slices per (service, parent operation): pandas' group iteration is slow here
+    codes, glist = _group_codes([ch.p_res.to_numpy(object), ch.p_op.to_numpy(object)])
+    order = np.argsort(codes, kind="stable")
+    op_all, key_all = ch.op.to_numpy(object)[order], ch.pkey.to_numpy()[order]
+    pstart_all = ch.p_start.to_numpy(float)[order]
+    cuts = np.flatnonzero(np.diff(codes[order])) + 1
+    for a, e in zip(np.r_[0, cuts], np.r_[cuts, len(order)], strict=False):
+        ops, oi = np.unique(op_all[a:e].astype(str), return_inverse=True)
         if len(ops) < 2:
             continue
-        keys, ki = np.unique(g.key.to_numpy(), return_inverse=True)
+        res, pop = glist[codes[order[a]]]
+        keys, ki = np.unique(key_all[a:e], return_inverse=True)
         X = np.zeros((len(keys), len(ops)), dtype=np.float64)
         X[ki, oi] = 1.0
         post = np.zeros(len(keys), bool)
-        post[ki] = g.post.to_numpy()
+        post[ki] = pstart_all[a:e] > onset
         Xa, Xb = X[~post], X[post]
         if len(Xa) < c.trace_min_support or len(Xb) < c.trace_min_support:
             continue
@@ -227,7 +250,7 @@ def _trace_evidence(pc: pd.DataFrame, onset: float, c: Cfg) -> dict:
         if c.trace_baseline == "minute_median":
             # the habit must hold in most baseline minutes, not only during an earlier incident
             pstart = np.zeros(len(keys))
-            pstart[ki] = g.p_start.to_numpy()
+            pstart[ki] = pstart_all[a:e]
             mins = np.floor(pstart[~post] / 60.0)
             per = []
             for mnt in np.unique(mins):
@@ -473,15 +496,18 @@ def analyze_local(obs, s) -> list:
     m = obs.metrics
     if m.empty and obs.spans.empty:
         return []
-    is_edge = m["resource"].map(lambda r: kinds.get(r) == "edge") if len(m) else pd.Series(dtype=bool)
+    # map over the distinct values: a Python call per row is the slow part on long frames
+    is_edge = (m["resource"].map({r: kinds.get(r) == "edge" for r in m["resource"].unique()}).astype(bool)
+               if len(m) else pd.Series(dtype=bool))
     node_metrics = m[~is_edge] if len(m) else m
     edge_metrics = None
     if len(m) and is_edge.any():
         attrs = {r.name: r.attributes for r in obs.topology.resources if r.kind == "edge"}
         em = m[is_edge]
-        side = em["name"].map(lambda n: "client" if "client" in n else "server" if "server" in n else "")
-        edge_metrics = pd.DataFrame({"src": em["resource"].map(lambda r: attrs[r].get("src", "")),
-                                     "dst": em["resource"].map(lambda r: attrs[r].get("dst", "")),
+        side = em["name"].map({n: "client" if "client" in n else "server" if "server" in n else ""
+                               for n in em["name"].unique()})
+        edge_metrics = pd.DataFrame({"src": em["resource"].map({r: a.get("src", "") for r, a in attrs.items()}),
+                                     "dst": em["resource"].map({r: a.get("dst", "") for r, a in attrs.items()}),
                                      "side": side, "ts": em["ts"], "value": em["value"]})
         edge_metrics = edge_metrics[edge_metrics["side"] != ""]
     rows = [{"src": e.src, "dst": e.dst, "kind": "calls", "weight": e.weight} for e in obs.topology.edges

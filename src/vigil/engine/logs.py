@@ -35,27 +35,46 @@ _EXCEPTION_WORDS = re.compile(r"exception|throw|traceback|stack ?trace|panic|seg
 _MAX_CHARS = 400
 
 
-_TOKEN_CACHE: dict[tuple[str, str | None], str] = {}
 HAS_DIGIT = re.compile(r"\d")
+# tokens that are wholly one masked value (what the full pass would turn into exactly this placeholder)
+_WHOLE_TOKEN = ((re.compile(r"(?=[0-9a-fA-F]*\d)[0-9a-fA-F]{12,}"), "<HEX>"),
+                (re.compile(r"\d{1,2}:\d{2}:\d{2}(?:[.,]\d+)?"), "<TS>"))
+_TOKEN_CACHE: dict[str | None, dict[str, str]] = {}
+_TOKEN_CACHE_MAX = 200_000
 
 
-def mask_token(tok: str, placeholder: str | None = None) -> str:
-    """One whitespace-separated token with its variable parts masked (``placeholder`` replaces every
-    kind of mask when given). Cached: most tokens recur from line to line."""
-    out = _TOKEN_CACHE.get((tok, placeholder))
-    if out is None:
+def _mask_new_token(tok: str, placeholder: str | None, cache: dict[str, str]) -> str:
+    if not HAS_DIGIT.search(tok):
+        out = tok
+    else:
+        for shape, repl in _WHOLE_TOKEN:    # unique ids and times: one test, and not worth caching
+            if shape.fullmatch(tok):
+                return placeholder or repl
         out = tok
         for pattern, repl in _MASKS:
             out = pattern.sub(placeholder or repl, out)
-        if len(_TOKEN_CACHE) > 200_000:
-            _TOKEN_CACHE.clear()
-        _TOKEN_CACHE[(tok, placeholder)] = out
+    if len(cache) > _TOKEN_CACHE_MAX:
+        cache.clear()
+    cache[tok] = out
     return out
+
+
+def mask_tokens(tokens: list[str], placeholder: str | None = None) -> list[str]:
+    """Whitespace-separated tokens with their variable parts masked (``placeholder`` replaces every
+    kind of mask when given). Cached per token: most tokens recur from line to line."""
+    cache = _TOKEN_CACHE.setdefault(placeholder, {})
+    get = cache.get
+    return [get(t) or _mask_new_token(t, placeholder, cache) for t in tokens]
+
+
+def mask_token(tok: str, placeholder: str | None = None) -> str:
+    """One token with its variable parts masked (see ``mask_tokens``)."""
+    return mask_tokens([tok], placeholder)[0]
 
 
 def mask(line: str) -> str:
     """Replace variable parts (times, ids, addresses, numbers) with placeholders, token by token."""
-    return " ".join(mask_token(t) if HAS_DIGIT.search(t) else t for t in line.split())
+    return " ".join(mask_tokens(line.split()))
 
 
 @dataclass

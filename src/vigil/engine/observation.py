@@ -49,6 +49,7 @@ class Observation:
     topology: Topology = field(default_factory=Topology)
     baselines: list[tuple[float, float]] = field(default_factory=list)
     alert: Alert | None = None
+    focus: frozenset[str] | None = None   # the resources evidence-only analyzers describe (None: all)
 
     def marked_baseline(self, ts):
         """Boolean mask: timestamps inside a window marked fault-free. Such a window may lie before or

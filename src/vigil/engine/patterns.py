@@ -36,9 +36,9 @@ import numpy as np
 import pandas as pd
 from drain3 import TemplateMiner
 from drain3.template_miner_config import TemplateMinerConfig
-from scipy.stats import fisher_exact
+from scipy.stats import hypergeom
 
-from vigil.engine.logs import HAS_DIGIT, mask_token
+from vigil.engine.logs import mask_tokens
 
 logging.getLogger("drain3").setLevel(logging.WARNING)
 
@@ -72,13 +72,13 @@ _LIST = re.compile(r"[\[{(][^\[\]{}()]*,[^\[\]{}()]*[\]})]")   # innermost brack
 
 def mask(s: str, ph: str | None = None) -> str:
     # token by token (cached: most tokens recur), then the patterns that span tokens
-    s = " ".join(mask_token(t, ph) if HAS_DIGIT.search(t) else t for t in s.split()[:32])
-    for _ in range(4):                  # variable-length lists -> one token, so Drain's length split is stable
+    s = " ".join(mask_tokens(s.split()[:32], ph))
+    for _ in range(4 if "," in s else 0):   # variable-length lists -> one token, so Drain's length split is stable
         s2 = _LIST.sub(ph or "<LIST>", s)
         if s2 == s:
             break
         s = s2
-    return _KV.sub(r"\1=" + (ph or "<V>"), s)
+    return _KV.sub(r"\1=" + (ph or "<V>"), s) if "=" in s else s
 
 
 # ----------------------------------------------------------------------------------------- templates
@@ -254,9 +254,11 @@ def feature_table(base: pd.DataFrame, inc: pd.DataFrame, cfg: Config | None = No
         r = (y + 0.5) / (B + 1) if cfg.kt_incident else y / B
         if r <= q:
             continue
-        p = fisher_exact([[x, A - x], [y, B - y]], alternative="less")[1]
-        rows.append((k[0], k[1], f, a, A, b, B, d, p, _kl(r, q)))
-    R = pd.DataFrame(rows, columns=["svc", "op", "feat", "a", "A", "b", "B", "dir", "p", "score"])
+        rows.append((k[0], k[1], f, a, A, b, B, d, x, y, _kl(r, q)))
+    R = pd.DataFrame(rows, columns=["svc", "op", "feat", "a", "A", "b", "B", "dir", "x", "y", "score"])
+    # one-sided Fisher exact test of [[x, A-x], [y, B-y]] ("less"): P(X <= x), X hypergeometric
+    R.insert(8, "p", hypergeom.cdf(R["x"], R["A"] + R["B"], R["A"], R["x"] + R["y"]) if len(R) else [])
+    R = R.drop(columns=["x", "y"])
     if len(R):
         R = R.sort_values("p").reset_index(drop=True)
         m = len(R)

@@ -254,7 +254,8 @@ def analyze(obs: Observation, settings: Settings | None = None, quick: bool = Fa
     extra: list[Finding] = []
     if leaders:
         m = obs.metrics
-        focused = dataclasses.replace(obs, metrics=m[m["resource"].isin(leaders)] if len(m) else m)
+        focused = dataclasses.replace(obs, metrics=m[m["resource"].isin(leaders)] if len(m) else m,
+                                      focus=frozenset(leaders))
         _run(EVIDENCE, focused, s, extra, notes)
     findings.extend(extra)
     for f in extra:

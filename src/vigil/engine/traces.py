@@ -9,7 +9,7 @@ import pandas as pd
 
 from vigil.engine.findings import Finding
 from vigil.engine.observation import Observation, Settings
-from vigil.engine.stats import effect, poisson_z, robust_location_scale
+from vigil.engine.stats import effect, median, poisson_z, robust_location_scale
 from vigil.model import Edge, EdgeKind, EdgeSource, EvidenceKind
 
 
@@ -42,7 +42,7 @@ def _enrich(sp: pd.DataFrame) -> pd.DataFrame:
 def _shift(base: np.ndarray, inc: np.ndarray) -> float:
     """Robust z of the incident median against the baseline distribution."""
     med, scale = robust_location_scale(base)
-    return (float(np.median(inc)) - med) / scale
+    return (median(inc) - med) / scale
 
 
 def analyze_traces(obs: Observation, s: Settings) -> list[Finding]:
@@ -59,20 +59,21 @@ def analyze_traces(obs: Observation, s: Settings) -> list[Finding]:
     sp["inc"] = (t >= obs.onset) & (t <= obs.onset + s.after_s)
     findings: list[Finding] = []
     total_b, total_i = int((~sp["inc"]).sum()), int(sp["inc"].sum())
+    described = sp[sp["resource"].isin(obs.focus)] if obs.focus is not None else sp
 
     # own latency per (service, operation)
     per_service: dict[str, list[tuple[float, str, dict]]] = {}
     volume: dict[str, list[tuple[float, str, dict]]] = {}
-    for (res, op), g in sp.groupby(["resource", "operation"], sort=False):
+    for (res, op), g in described.groupby(["resource", "operation"], sort=False):
         inc = g["inc"].to_numpy()
         b_self, i_self = g["self_ms"].to_numpy()[~inc], g["self_ms"].to_numpy()[inc]
         nb, ni = len(b_self), len(i_self)
         if nb >= 3 and ni >= 3:
-            z = _shift(b_self, i_self) * effect(float(np.median(b_self)), float(np.median(i_self)))
+            z = _shift(b_self, i_self) * effect(median(b_self), median(i_self))
             if z > 0:
                 per_service.setdefault(str(res), []).append((z, str(op), {
-                    "operation": str(op), "self_ms_before": float(np.median(b_self)),
-                    "self_ms_after": float(np.median(i_self)), "spans_before": nb, "spans_after": ni,
+                    "operation": str(op), "self_ms_before": median(b_self),
+                    "self_ms_after": median(i_self), "spans_before": nb, "spans_after": ni,
                     "exemplar_trace": str(g["trace_id"].to_numpy()[inc][np.argmax(i_self)])}))
         if total_b and nb + ni >= s.min_events:
             expected = (nb + 0.5) / (total_b + 1) * total_i
@@ -97,6 +98,8 @@ def analyze_traces(obs: Observation, s: Settings) -> list[Finding]:
 
     # network gaps on cross-service edges: a node whose edges (in and out) all slowed is the suspect
     gaps = sp[sp["gap_ms"].notna()]
+    if obs.focus is not None:
+        gaps = gaps[gaps["caller"].isin(obs.focus) | gaps["resource"].isin(obs.focus)]
     edge_z: dict[tuple[str, str], float] = {}
     for (a, b), g in gaps.groupby(["caller", "resource"], sort=False):
         inc = g["inc"].to_numpy()
@@ -117,7 +120,7 @@ def analyze_traces(obs: Observation, s: Settings) -> list[Finding]:
 
     # errors
     if sp["error"].astype(bool).any():
-        for res, g in sp.groupby("resource", sort=False):
+        for res, g in described.groupby("resource", sort=False):
             inc = g["inc"].to_numpy()
             err = g["error"].astype(bool).to_numpy()
             eb, ei, nb, ni = int(err[~inc].sum()), int(err[inc].sum()), int((~inc).sum()), int(inc.sum())
