@@ -98,6 +98,47 @@ def test_new_error_template_names_the_service():
     assert any("Cart#40" in t["template"] for e in top.evidence for t in e.detail.get("templates", []))
 
 
+def _visits(n: int, start: float, food_lines) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``n`` requests web -> food, one every second from ``start``; ``food_lines(i)`` are food's log lines."""
+    spans, logs = [], []
+    for i in range(n):
+        t, tid = start + i, f"{start:.0f}-{i}"
+        spans += [(tid, f"{tid}-w", "", "web", "GET /order", t, 50.0, False),
+                  (tid, f"{tid}-f", f"{tid}-w", "food", "GET /foods", t + 0.01, 20.0, False)]
+        logs += [("food", t + 0.011 + 0.001 * k, "ERROR" if "ERROR" in b else "INFO", b, tid, f"{tid}-f")
+                 for k, b in enumerate(food_lines(i))]
+    return (pd.DataFrame(spans, columns=["trace_id", "span_id", "parent_id", "resource", "operation", "start",
+                                         "duration_ms", "error"]),
+            pd.DataFrame(logs, columns=["resource", "ts", "level", "body", "trace_id", "span_id"]))
+
+
+@pytest.mark.parametrize("error_line, kind", [
+    ("ERROR c.FoodServiceImpl#245 [getAllFood] food list is null", FaultKind.LOGIC),
+    ("ERROR o.a.c.DispatcherServlet#175 Servlet.service() for servlet [dispatcherServlet] in context with path [] "
+     "threw exception [Request processing failed; nested exception is java.lang.NullPointerException]",
+     FaultKind.ERROR)])
+def test_a_new_error_line_names_the_fault_kind_whatever_scored_highest(error_line, kind):
+    """The strongest change is a step every request took vanishing (an aborted path, or a wrong value
+    taking another branch); a new error line in some of the same requests says which: an exception
+    (even past the template's first words), or a wrong value or state reported."""
+    def normal(i):
+        return ["INFO c.FoodController#10 [getAllFood] start", "INFO c.FoodServiceImpl#20 [getAllFood] got list"]
+
+    def faulty(i):
+        return ["INFO c.FoodController#10 [getAllFood] start"] + ([error_line] if i % 5 < 2 else [])
+
+    sb, lb = _visits(150, ONSET - 250, normal)
+    si, li = _visits(100, ONSET + 5, faulty)
+    obs = Observation(onset=ONSET, spans=pd.concat([sb, si], ignore_index=True),
+                      logs=pd.concat([lb, li], ignore_index=True), topology=topo(("web", "food")))
+    a = analyze(obs)
+    top = a.hypotheses[0]
+    assert top.resource == "food" and top.fault_kind is kind, (top.fault_kind, top.why)
+    strongest = max((f for f in a.findings if f.resource == "food" and f.category == "pattern"), key=lambda f: f.score)
+    assert strongest.detail["direction"] == "missing"          # the error line was not the strongest change
+    assert "#245" in top.why or "DispatcherServlet" in top.why
+
+
 def test_nothing_changed_is_inconclusive():
     m = pd.concat([series(s, "cpu", noise(20, 75)) for s in ("a", "b", "c")])
     a = analyze(Observation(onset=ONSET, metrics=m, topology=topo(("a", "b"), ("b", "c"))))

@@ -220,10 +220,11 @@ def test_cancelling_between_the_preliminary_answer_and_the_full_analysis(demo_ru
     rt = demo_runtime
     at = datetime(2023, 1, 29, 15, 42, tzinfo=UTC)
     invs = [rt.start_manual("demo", StartingPoint.FREE_TEXT, None, None, at, f"#{i}", "test") for i in range(3)]
+    # one worker: the first hands it back (the note, then its job re-queued) and waits behind the
+    # others' preliminary passes
     wait_for(lambda: any(e.kind is JournalKind.NOTE and "waiting for a first answer" in e.message
-                         for e in rt.state.journal(invs[0].id)), 120, 0.02, "the first to hand its worker back")
-    # one worker: the first now waits behind the others' preliminary passes, its job queued
-    assert rt.state.job(invs[0].id)["status"] == "queued"
+                         for e in rt.state.journal(invs[0].id)) and rt.state.job(invs[0].id)["status"] == "queued",
+             120, 0.01, "the first to hand its worker back")
     assert rt.state.get_investigation(invs[0].id).status is InvestigationStatus.RUNNING
     rt.cancel("demo", invs[0].id, "token:test")
     assert rt.state.get_investigation(invs[0].id).status is InvestigationStatus.CANCELLED

@@ -91,6 +91,7 @@ class Templater:
         c.parametrize_numeric_tokens = False
         self.miner = TemplateMiner(config=c)
         self.cache: dict[str, int] = {}
+        self.sample: dict[int, str] = {}      # one raw line per template, for people (and the fault kind)
         self.max_body = cfg.max_body
         self.max_tokens = cfg.max_tokens
         self.placeholder = cfg.placeholder
@@ -104,6 +105,7 @@ class Templater:
             if cid is None:
                 cid = self.miner.add_log_message(m)["cluster_id"]
                 self.cache[m] = cid
+                self.sample.setdefault(cid, str(bodies.iloc[i])[: self.max_body])
             out[i] = cid
         return out
 
@@ -327,7 +329,8 @@ def rank_root_causes(logs: pd.DataFrame, spans: pd.DataFrame, baselines: list[tu
     baselines: fault-free windows [(start, end), ...] (epoch s); traces are taken by root-span start
     alert:   alert time (epoch s); the incident window is alert + cfg.incident
     metrics: optional, columns resource, name, ts, value (needs ~30 min before the alert, or baselines)
-    Returns [(service, score in nats per request, evidence)], best first (only services with evidence).
+    Returns [(service, score in nats per request, evidence)], best first (only services with evidence);
+    with ``return_table`` also the feature table and the templater (template texts and sample lines).
     """
     cfg = cfg or Config()
     tpl = Templater(cfg)
@@ -373,7 +376,7 @@ def rank_root_causes(logs: pd.DataFrame, spans: pd.DataFrame, baselines: list[tu
                             f"resource alarm {alarms[s][0]}: peak {alarms[s][1]:.1f} reference ranges above the "
                             f"reference maximum (no traced requests)"))
         out.sort(key=lambda x: -x[1])
-    return (out, R) if return_table else out
+    return (out, R, tpl) if return_table else out
 
 
 # -- the engine's analyzer interface ---------------------------------------------------------------
@@ -390,15 +393,24 @@ def analyze_patterns(obs, s) -> list:
     if not baselines:
         baselines = [(obs.onset - s.event_lookback_s, obs.onset - s.onset_guard_s)]
     try:
-        ranked, table = rank_root_causes(logs if len(logs) else logs.iloc[0:0], spans, baselines, obs.onset,
-                                         return_table=True, max_traces=s.pattern_traces)
+        ranked, table, tpl = rank_root_causes(logs if len(logs) else logs.iloc[0:0], spans, baselines, obs.onset,
+                                              return_table=True, max_traces=s.pattern_traces)
     except (KeyError, ValueError):   # too little data to build request units
         return []
-    best = {}
+    best, new_error = {}, {}
     if len(table):
         g = table[table["q"] < Config().fdr]
         if len(g):
             best = {str(r["svc"]): r for _, r in g.loc[g.groupby("svc")["score"].idxmax()].iterrows()}
+            # the strongest new error-level line in each service's own requests: what it says is the
+            # most specific evidence of the fault kind, whichever feature scored highest
+            e = g[(g["dir"] == "new") & g["feat"].map(_is_err)]
+            for _, r in e.loc[e.groupby("svc")["score"].idxmax()].iterrows() if len(e) else ():
+                cid = next(int(x.split(" ", 1)[1]) for x in r["feat"]
+                           if isinstance(x, str) and x.startswith(("L:ERROR", "L:WARN")))
+                new_error[str(r["svc"])] = {"template": tpl.text(cid), "sample": tpl.sample.get(cid, ""),
+                                            "operation": str(r["op"]), "before": f"{int(r['a'])}/{int(r['A'])}",
+                                            "after": f"{int(r['b'])}/{int(r['B'])}"}
     out = []
     for service, score, evidence in ranked:
         row = best.get(str(service))
@@ -414,5 +426,6 @@ def analyze_patterns(obs, s) -> list:
                     "error_log": any(e.startswith(("L:ERROR", "L:WARN", "L:FATAL")) for e in events),
                     "operation": str(row["op"]) if row is not None else "",
                     "before": f"{int(row['a'])}/{int(row['A'])}" if row is not None else "",
-                    "after": f"{int(row['b'])}/{int(row['B'])}" if row is not None else ""}))
+                    "after": f"{int(row['b'])}/{int(row['B'])}" if row is not None else "",
+                    **({"new_error": new_error[str(service)]} if str(service) in new_error else {})}))
     return out
