@@ -112,6 +112,17 @@ def test_bench_prints_tables_and_writes_the_json_contract(tmp_path):
         assert 0 <= r["ac@1"] <= r["ac@3"] <= r["ac@5"] <= 1 and r["cases"] >= 1
 
 
+def test_bench_alert_offset_moves_the_alerts(tmp_path):
+    """An alert a day late sees none of the incident: every answer is inconclusive and none is right."""
+    out = tmp_path / "bench.json"
+    p = vigil("bench", str(REPO / "tests" / "fixtures"), "--alert-offset", "86400", "--json", str(out),
+              home=tmp_path / "h")
+    assert p.returncode == 0, p.stderr
+    cases = [c for c in json.loads(out.read_text())["cases"] if c["method"] == "vigil"]
+    assert cases and all(c["inconclusive"] and not c["hit@1"] for c in cases)
+    assert "--alert-offset" in one_line_error(vigil("bench", str(tmp_path), "--alert-offset", "soon", home=tmp_path / "h"))
+
+
 def test_bench_on_a_folder_without_labels_is_a_clear_error(tmp_path):
     (tmp_path / "x").mkdir()
     assert "no recording" in one_line_error(vigil("bench", str(tmp_path / "x"), home=tmp_path / "h"))

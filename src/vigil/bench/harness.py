@@ -11,11 +11,13 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 from vigil.agent.investigator import observe
 from vigil.engine import Settings, analyze
 from vigil.engine.baro import baro_rank
+from vigil.errors import InputError
 from vigil.ingest import Recording, discover
 from vigil.store.telemetry import TelemetryStore
 
@@ -76,7 +78,9 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def run_recording(rec: Recording, settings: Settings) -> tuple[list[CaseResult], list[str]]:
+def run_recording(rec: Recording, settings: Settings, alert_offset_s: float = 0.0) -> tuple[list[CaseResult], list[str]]:
+    """``alert_offset_s`` moves every alert by that many seconds (late alerts are positive): how
+    well the engine copes when the alert time is off the fault's onset."""
     store = TelemetryStore(":memory:")
     try:
         with store.transaction() as w:
@@ -85,16 +89,25 @@ def run_recording(rec: Recording, settings: Settings) -> tuple[list[CaseResult],
         for case in rec.cases:
             if case.label is None:
                 continue
-            onset = case.alert.at.timestamp()
+            alert = case.alert.model_copy(update={"at": case.alert.at + timedelta(seconds=alert_offset_s)})
+            onset = alert.at.timestamp()
             t0 = time.perf_counter()
-            obs = observe(store, "bench", onset, case.alert, settings)
+            truth_kind = case.label.fault_kind.value if case.label.fault_kind else None
+            try:
+                obs = observe(store, "bench", onset, alert, settings)
+            except InputError:          # nothing recorded around this alert: no answer, which counts as a miss
+                for method in METHODS:
+                    out.append(CaseResult(case=case.id, dataset=case.dataset, method=method,
+                                          fault=case.label.fault or "-", truth=case.label.resource, ranks=[],
+                                          seconds=time.perf_counter() - t0, true_fault_kind=truth_kind,
+                                          **({"confidence": 0.0, "inconclusive": True} if method == "vigil" else {})))
+                continue
             t_obs = time.perf_counter() - t0
             analysis = analyze(obs, settings)
             t_vigil = time.perf_counter() - t0
             t1 = time.perf_counter()
             baro = [r for r, _ in baro_rank(obs, settings)]
             t_baro = time.perf_counter() - t1 + t_obs
-            truth_kind = case.label.fault_kind.value if case.label.fault_kind else None
             hyps = analysis.hypotheses
             by_res = {h.resource: h for h in hyps}
             out.append(CaseResult(
@@ -112,7 +125,8 @@ def run_recording(rec: Recording, settings: Settings) -> tuple[list[CaseResult],
 
 
 def run_bench(paths: list[Path], settings: Settings | None = None,
-              progress: Callable[[Recording, int, int], None] | None = None) -> BenchReport:
+              progress: Callable[[Recording, int, int], None] | None = None,
+              alert_offset_s: float = 0.0) -> BenchReport:
     settings = settings or Settings()
     t_start = time.perf_counter()
     recordings = [r for r in discover(paths) if any(c.label for c in r.cases)]
@@ -121,7 +135,7 @@ def run_bench(paths: list[Path], settings: Settings | None = None,
     for i, rec in enumerate(recordings):
         if progress:
             progress(rec, i, len(recordings))
-        got, warnings = run_recording(rec, settings)
+        got, warnings = run_recording(rec, settings, alert_offset_s)
         rows.extend(got)
         report.warnings.extend(warnings)
     if progress and recordings:

@@ -140,7 +140,10 @@ def report(investigation: Annotated[str, typer.Argument(help="Investigation id."
 
 @app.command()
 def bench(paths: Annotated[list[Path], typer.Argument(help="Folders with labeled recordings.")],
-          json_out: Annotated[Path | None, typer.Option("--json", help="Write the results here.")] = None) -> None:
+          json_out: Annotated[Path | None, typer.Option("--json", help="Write the results here.")] = None,
+          alert_offset: Annotated[float, typer.Option(
+              "--alert-offset", help="Move every alert by this many seconds (late: positive), to see how "
+                                     "the answers hold up when the alert time is off the onset.")] = 0.0) -> None:
     """Benchmark the engine and the BARO baseline on every labeled case found."""
     from vigil.bench import run_bench
     with _progress() as p:
@@ -149,7 +152,7 @@ def bench(paths: Annotated[list[Path], typer.Argument(help="Folders with labeled
         def progress(rec, i, n):
             p.update(task, total=n, completed=i, description=f"bench {rec.name}")
 
-        rep = run_bench(paths, progress=progress)
+        rep = run_bench(paths, progress=progress, alert_offset_s=alert_offset)
     for w in sorted(set(rep.warnings)):
         err.print(f"[yellow]warning:[/] {w}")
     # plain Markdown tables: they never truncate and paste straight into a note
@@ -326,7 +329,7 @@ def version() -> None:
 def main() -> None:
     logging.basicConfig(level=logging.ERROR, format="%(message)s")
     try:
-        app()
+        code = app(standalone_mode=False)
     except VigilError as exc:
         err.print(f"[red]error:[/] {exc}", highlight=False)
         sys.exit(2)
@@ -335,5 +338,28 @@ def main() -> None:
         err.print(f"[red]error:[/] invalid {'.'.join(map(str, first['loc']))}: {first['msg']}", highlight=False)
         sys.exit(2)
     except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
+    except Exception as exc:
+        _command_line_problem(exc)
+        raise
+    if isinstance(code, int) and code:
+        sys.exit(code)
+
+
+def _command_line_problem(exc: Exception) -> None:
+    """Exit the way a command-line problem should (typer ships its own copy of click, so its exceptions
+    are recognised by name): a bad option or argument is one line, plain ``vigil`` shows the help,
+    Ctrl-C at a prompt interrupts. Anything else returns, to be raised."""
+    kinds = {c.__name__ for c in type(exc).__mro__}
+    ctx = getattr(exc, "ctx", None)
+    if "NoArgsIsHelpError" in kinds:
+        console.print(ctx.get_help() if ctx else str(exc), highlight=False)
+        sys.exit(0)
+    if "UsageError" in kinds:
+        hint = f" (see '{ctx.command_path} --help')" if ctx else ""
+        err.print(f"[red]error:[/] {exc.format_message()}{hint}", highlight=False)
+        sys.exit(2)
+    if "Abort" in kinds:
         err.print("interrupted")
         sys.exit(130)
