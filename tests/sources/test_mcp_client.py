@@ -10,11 +10,14 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+import warnings
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -161,6 +164,135 @@ def test_stdio_failures_are_one_line_and_bounded(tmp_path):
     while _mcp_children() and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not _mcp_children()
+
+
+# -- a stdio server that hangs: bounded, killed, nothing left open -----------------------------------
+HANG = HERE / "mcp_hang_server.py"
+
+
+def _hang_endpoint(pidfile: Path, *flags: str, **extra):
+    from vigil.sources.mcp_client import Endpoint
+    return Endpoint("hang", "stdio", command=sys.executable, args=[str(HANG), str(pidfile), *flags], **extra)
+
+
+async def _call_hang(s):
+    return await s.client.call_tool("hang", {})
+
+
+def _fds() -> dict[str, str]:
+    out = {}
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            out[fd] = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            pass
+    return out
+
+
+def _gone(pid: int, within: float = 3.0) -> bool:
+    """Whether the process is gone, reaped included (a zombie still answers signal 0)."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def _pid(pidfile: Path) -> int:
+    return int(pidfile.read_text())
+
+
+def _mcp_threads() -> list[str]:
+    import threading
+    return [t.name for t in threading.enumerate() if t.name.startswith("vigil-mcp-")]
+
+
+@pytest.mark.parametrize("flags", [(), ("--ignore-term",)], ids=["hangs", "hangs-ignoring-sigterm"])
+def test_stdio_server_hanging_on_a_tool_call_times_out_killed_without_leaks(tmp_path, flags):
+    from vigil.sources.connector import SourceError
+    from vigil.sources.mcp_client import SHUTDOWN_GRACE_S, run_session
+    reps = 3 if not flags else 1
+    before = _fds()
+    for i in range(reps):
+        pidfile = tmp_path / f"pid{i}"
+        t0 = time.monotonic()
+        with pytest.raises(SourceError) as err:
+            run_session(_hang_endpoint(pidfile, *flags), _call_hang, 1.0)
+        took = time.monotonic() - t0
+        assert "did not answer within 1 s" in str(err.value) and "\n" not in str(err.value)
+        assert "its stderr: hanging on tools/call" in str(err.value)
+        assert took < 1.0 + SHUTDOWN_GRACE_S, took     # the SDK's shutdown, not the caller's give-up
+        assert _gone(_pid(pidfile)), f"the hung server {_pid(pidfile)} outlived its session"
+    after = _fds()
+    leaked = {fd: target for fd, target in after.items() if fd not in before or before[fd] != target}
+    assert not [t for t in leaked.values() if "(deleted)" in t or t.startswith(tempfile.gettempdir())], leaked
+    assert len(after) - len(before) < reps, leaked          # noise allowed, one per call is a leak
+    assert not _mcp_threads() and not _mcp_children()
+
+
+def test_abandoned_session_kills_its_server_and_closes_its_stderr_file(tmp_path, monkeypatch):
+    """The worker's event loop is blocked (the deadline cannot fire): the caller gives up after
+    timeout + grace, kills the server itself, and the worker closes the stderr file when it ends."""
+    from vigil.sources import mcp_client
+    from vigil.sources.connector import SourceError
+    monkeypatch.setattr(mcp_client, "SHUTDOWN_GRACE_S", 0.5)
+    pidfile = tmp_path / "pid"
+
+    async def stuck(s):
+        time.sleep(4)       # blocks the loop: no cancellation reaches the session until it returns
+
+    before = _fds()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        t0 = time.monotonic()
+        with pytest.raises(SourceError, match="did not answer within 1 s"):
+            mcp_client.run_session(_hang_endpoint(pidfile), stuck, 1.0)
+        assert time.monotonic() - t0 < 2.5
+        assert _mcp_threads()                               # the worker is still stuck ...
+        assert _gone(_pid(pidfile), within=2.0)             # ... but its server is already dead
+        deadline = time.monotonic() + 10
+        while _mcp_threads() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _mcp_threads()
+        gc.collect()
+    # closed by the worker, not left to the garbage collector
+    assert not [str(w.message) for w in caught if "unclosed file" in str(w.message)]
+    after = _fds()
+    assert not [t for fd, t in after.items() if fd not in before and "(deleted)" in t], after
+    assert len(after) <= len(before) + 1
+
+
+def test_stdio_server_stderr_is_bounded_and_masks_secrets(tmp_path, monkeypatch):
+    """A server that never answers the handshake and prints its credential: the journaled warning
+    (not scrubbed downstream) shows its last stderr line with the secret masked."""
+    secret = "hang-secret-5d2e9a"
+    monkeypatch.setenv("TEST_HANG_SECRET", secret)
+    pidfile = tmp_path / "pid"
+    cfg = {"transport": "stdio", "command": sys.executable, "args": [str(HANG), str(pidfile), "--silent"],
+           "secret_env": {"HANG_SECRET": {"env": "TEST_HANG_SECRET"}}, "timeout_s": 1,
+           "agent_tools": [{"tool": "hang"}]}
+    recs = build("hang", "mcp", cfg).call_agent_tools({"window": {"start": 0, "end": 1, "onset": 0},
+                                                         "hypotheses": []})
+    assert [r["data"]["outcome"] for r in recs] == ["failed"]
+    msg = recs[0]["message"]
+    assert "did not answer within" in msg and "its stderr: starting with api key ***" in msg
+    assert secret not in str(recs)
+    assert _gone(_pid(pidfile))
+    # only the end of a large stderr is read back, and a secret cut in half by the window is dropped
+    from vigil.sources.mcp_client import STDERR_TAIL_BYTES, _tail
+    with open(tmp_path / "err", "w+", encoding="utf-8") as f:
+        f.write("x" * (STDERR_TAIL_BYTES - 10) + secret + "\n" + "y" * 5000 + "\nlast line " + secret + "\n")
+        f.flush()
+        assert _tail(f, secrets=(secret,)) == "last line ***"
+        f.write("z" * (STDERR_TAIL_BYTES - 8) + secret + "\n")
+        f.flush()
+        assert _tail(f, secrets=(secret,)) == ""               # no whole line in the window
+        f.write("w" * 500 + "\n")
+        f.flush()
+        assert _tail(f) == "w" * 200
 
 
 def test_investigation_uses_changes_and_journals_agent_tool(repo, tmp_path):

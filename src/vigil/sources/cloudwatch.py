@@ -227,6 +227,12 @@ class CloudWatchConnector(Connector):
             bc = BotoConfig(connect_timeout=self.config.timeout_s, read_timeout=self.config.timeout_s,
                             retries={"max_attempts": self.config.max_attempts, "mode": "standard"},
                             user_agent_extra="vigil")
+            # Limit: ``endpoint_url`` is vetted at registration only (``check_url``), not again when botocore
+            # connects, so a name rebound to a metadata address later is reached (with a signed POST to
+            # "/", not the GET a credential theft needs). botocore's connection pool sits behind private
+            # attributes (client._endpoint.http_session._manager); patching it would break on any
+            # upgrade, and a process-wide resolver hook would also block the instance-role credential
+            # fetch, which must reach 169.254.169.254. Documented in docs/connectors.md.
             self._clients[service] = self._session.client(service, endpoint_url=self.config.endpoint_url, config=bc)
         return self._clients[service]
 

@@ -27,7 +27,7 @@ from vigil.sources.base import FRAME_COLUMNS
 from vigil.sources.connector import Connector, ConnectorConfig, SecretRef, SourceError, empty
 from vigil.sources.httpjson import one_line
 from vigil.sources.loki import MAX_BODY_CHARS, normal_level
-from vigil.sources.safety import check_url
+from vigil.sources.safety import check_url, unsafe_reason, vet_urllib3
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +117,7 @@ class DatadogConnector(Connector):
         conf.verify_ssl = config.verify_tls
         self.host = config.base_url.split("//", 1)[1]
         self.client = ApiClient(conf)
+        vet_urllib3(self.client.rest_client.pool_manager, allow_link_local=config.allow_link_local)
 
     def _call(self, what: str, fn, *args: Any, **kwargs: Any) -> Any:
         import urllib3
@@ -129,6 +130,8 @@ class DatadogConnector(Connector):
                               f"{one_line(detail, 160) or exc.reason}") from None
         except urllib3.exceptions.MaxRetryError as exc:
             cause = exc.reason
+            if why := unsafe_reason(exc):
+                raise SourceError(f"cannot reach Datadog at {self.host}: {why}") from None
             # NewConnectionError subclasses ConnectTimeoutError in urllib3: a refused connection is no timeout
             if isinstance(cause, urllib3.exceptions.TimeoutError) and \
                     not isinstance(cause, urllib3.exceptions.NewConnectionError):

@@ -1,8 +1,9 @@
 """A small JSON-over-HTTP client for the connectors that speak a vendor's REST API directly (Loki, Tempo,
 Jaeger). Why not each connector on its own httpx calls: every failure must become the same kind of
 one-line ``SourceError`` that names the backend and the path but never a credential, every call has the
-connector's timeout, and the credential is attached in one place (bearer token, or basic auth when a
-user name is configured, as Grafana Cloud wants)."""
+connector's timeout, the credential is attached in one place (bearer token, or basic auth when a
+user name is configured, as Grafana Cloud wants), and every connection's address is vetted when it is
+made (``safety.http_client``)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from vigil.sources.connector import HttpConfig, SourceError
+from vigil.sources.safety import http_client
 
 MAX_RESPONSE_BYTES = 64 * 1024 * 1024
 
@@ -40,8 +42,8 @@ class JsonHttp:
                 auth = httpx.BasicAuth(username, secret)
             else:
                 hdrs["Authorization"] = f"Bearer {secret}"
-        self._client = httpx.Client(base_url=cfg.url, timeout=cfg.timeout_s, verify=cfg.verify_tls,
-                                    headers=hdrs, auth=auth, follow_redirects=False)
+        self._client = http_client(allow_link_local=cfg.allow_link_local, verify=cfg.verify_tls, base_url=cfg.url,
+                                   timeout=cfg.timeout_s, headers=hdrs, auth=auth, follow_redirects=False)
 
     def _get(self, path: str, params: dict[str, Any] | None) -> httpx.Response:
         try:

@@ -24,7 +24,7 @@ from pydantic import Field, field_validator, model_validator
 from vigil.ingest.base import service_of_pod
 from vigil.model import Edge, EdgeKind, EdgeSource, Resource, Topology
 from vigil.sources.connector import Connector, ConnectorConfig, SecretRef, SourceError, empty
-from vigil.sources.safety import check_url
+from vigil.sources.safety import check_url, unsafe_reason, vet_urllib3
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +136,8 @@ class KubernetesConnector(Connector):
             raise
         except (kconfig.ConfigException, OSError, ValueError, TypeError) as exc:
             raise SourceError(f"cannot load the Kubernetes client configuration: {_line(exc)}") from None
+        # every connection's address is vetted when it is made, whichever way the cluster was configured
+        vet_urllib3(api.rest_client.pool_manager, allow_link_local=c.allow_link_local)
         self._where = _host(cfg.host)
         self._api = api
         return api
@@ -158,6 +160,8 @@ class KubernetesConnector(Connector):
         except (urllib3.exceptions.ReadTimeoutError, urllib3.exceptions.ConnectTimeoutError, TimeoutError):
             raise SourceError(f"Kubernetes at {self._where} did not answer {what} within {t:g} s") from None
         except urllib3.exceptions.MaxRetryError as exc:
+            if why := unsafe_reason(exc):
+                raise SourceError(f"cannot reach Kubernetes at {self._where}: {why}") from None
             if isinstance(exc.reason, urllib3.exceptions.NewConnectionError):     # refused, no route, no DNS
                 raise SourceError(f"cannot reach Kubernetes at {self._where}") from None
             if isinstance(exc.reason, urllib3.exceptions.TimeoutError | TimeoutError):

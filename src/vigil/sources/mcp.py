@@ -190,10 +190,12 @@ class McpConnector(Connector):
         c = self.config
         if c.transport == "stdio":
             env = {k: os.environ[k] for k in c.env if k in os.environ}
-            env.update({k: ref.value() for k, ref in c.secret_env.items()})
-            return Endpoint(self.name, "stdio", command=c.command or "", args=list(c.args), env=env, cwd=c.cwd)
+            secrets = {k: ref.value() for k, ref in c.secret_env.items()}
+            env.update(secrets)
+            return Endpoint(self.name, "stdio", command=c.command or "", args=list(c.args), env=env, cwd=c.cwd,
+                            secrets=tuple(secrets.values()))
         return Endpoint(self.name, "http", url=c.url or "", token=c.token.value() if c.token else None,
-                        verify_tls=c.verify_tls)
+                        verify_tls=c.verify_tls, allow_link_local=c.allow_link_local)
 
     def session(self, body: Any, timeout_s: float | None = None) -> Any:
         return run_session(self.endpoint(), body, timeout_s or self.config.timeout_s)

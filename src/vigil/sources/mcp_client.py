@@ -5,7 +5,10 @@ The MCP SDK (mcp 2.x) is async; connector methods are called synchronously from 
 one session (stdio child process or streamable HTTP), runs the caller's coroutine under a hard deadline
 (``anyio.fail_after``) and closes the session. The SDK's stdio shutdown closes the child's stdin,
 then terminates and kills its process tree with bounded waits, so a child never outlives the call; the
-caller waits at most ``timeout + SHUTDOWN_GRACE_S`` even if a server ignores everything.
+caller waits at most ``timeout + SHUTDOWN_GRACE_S`` even if a server ignores everything. If the
+worker thread is still busy then (its event loop blocked, or a kill that has not landed yet), the
+caller SIGKILLs the child's process group itself and leaves; the stderr file is closed by whichever
+of the caller and the worker is done with it last, never under a worker that may still use it.
 
 Sessions use the initialize handshake (``mode="legacy"``): every MCP server speaks it, including the
 2026-era ones that also serve the sessionless protocol. Errors become one-line ``SourceError``s that
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import tempfile
 import threading
 from collections.abc import Awaitable, Callable
@@ -28,8 +32,11 @@ from vigil.sources.connector import SourceError
 
 T = TypeVar("T")
 
-# The SDK's stdio shutdown: 0.5 s flush + 2 s for a voluntary exit + 2 s after SIGTERM + the kill.
+# The SDK's stdio shutdown: 0.5 s flush + 2 s for a voluntary exit + 2 s after SIGTERM + the kill (its
+# further 2 s reap wait only runs out for an unkillable process; the caller's own SIGKILL covers that).
 SHUTDOWN_GRACE_S = 6.0
+STDERR_TAIL_BYTES = 4000     # the most of a stdio server's stderr ever read back (its last line is shown)
+MASK = "***"
 
 
 @dataclass
@@ -46,6 +53,8 @@ class Endpoint:
     url: str = ""
     token: str | None = field(default=None, repr=False)
     verify_tls: bool = True
+    secrets: tuple[str, ...] = field(default=(), repr=False)   # values masked in messages (secret env)
+    allow_link_local: bool = False      # else every HTTP connection's address is vetted (safety.py)
 
     def where(self) -> str:
         return f"command {self.command!r}" if self.transport == "stdio" else f"{self.url}"
@@ -66,7 +75,17 @@ def run_session(ep: Endpoint, body: Callable[[Session], Awaitable[T]], timeout_s
     shutdown). Raises ``SourceError`` with a one-line message on any failure."""
     box: dict[str, Any] = {}
     http_errors: list[int] = []       # statuses >= 400 of the POSTs (the SDK turns them into -32603)
-    errlog = tempfile.TemporaryFile(mode="w+", encoding="utf-8", errors="replace") if ep.transport == "stdio" else None
+    secrets = tuple(v for v in (ep.token, *ep.secrets) if v)
+    try:
+        errlog = (tempfile.TemporaryFile(mode="w+", encoding="utf-8", errors="replace")
+                  if ep.transport == "stdio" else None)
+    except OSError as exc:
+        raise SourceError(f"MCP server {ep.name!r}: cannot create a file for its stderr: "
+                          f"{exc.strerror or type(exc).__name__}") from None
+    # errlog has two holders, this thread and the worker: the last to let go closes it. The caller
+    # never closes it under a live worker (the SDK may not have spawned the child yet, and a closed,
+    # reused descriptor number would hand the child some other file as its stderr).
+    holders = _Holders(errlog, 2)
 
     async def main() -> T:
         with anyio.fail_after(timeout_s):
@@ -81,21 +100,86 @@ def run_session(ep: Endpoint, body: Callable[[Session], Awaitable[T]], timeout_s
             box["value"] = anyio.run(main)
         except BaseException as exc:   # noqa: BLE001 - handed to the caller's thread
             box["error"] = exc
+            box["stderr"] = _tail(errlog, secrets=secrets)   # the child is stopped: its stderr is complete
+        finally:
+            holders.release()
 
     worker = threading.Thread(target=target, name=f"vigil-mcp-{ep.name}", daemon=True)
     try:
         worker.start()
+    except BaseException:
+        holders.release(2)             # no worker: nobody else holds errlog
+        raise
+    try:
         worker.join(timeout_s + SHUTDOWN_GRACE_S)
         if worker.is_alive():
+            # abandoned: the worker closes errlog when it ends; its child must not wait for that
+            _kill_children_holding(errlog)
             raise SourceError(f"MCP server {ep.name!r} did not answer within {timeout_s:g} s")
         if "error" in box:
             why = (http_status(http_errors[0]) if http_errors
-                   else describe(box["error"], timeout_s, _tail(errlog)))
-            raise SourceError(f"MCP server {ep.name!r} ({ep.where()}): {why}") from None
+                   else describe(box["error"], timeout_s, box.get("stderr", "")))
+            raise SourceError(_mask(f"MCP server {ep.name!r} ({ep.where()}): {why}", secrets)) from None
         return box["value"]
     finally:
-        if errlog is not None and not worker.is_alive():
-            errlog.close()
+        holders.release()
+
+
+class _Holders:
+    """Closes ``f`` once every holder has released it (from any thread, exactly once)."""
+
+    def __init__(self, f: Any, count: int) -> None:
+        self.f, self.count, self.lock = f, count, threading.Lock()
+
+    def release(self, n: int = 1) -> None:
+        with self.lock:
+            self.count -= n
+            last = self.count == 0
+        if last and self.f is not None:
+            try:
+                self.f.close()
+            except OSError:
+                pass
+
+
+def _kill_children_holding(errlog: Any) -> None:
+    """SIGKILL the process group of every child of this process that has ``errlog`` open: the stdio
+    server of an abandoned session (its stderr is the file; nothing else inherits it). Linux ``/proc``,
+    best effort and bounded; the worker's event loop reaps the child when it runs again."""
+    if errlog is None or not os.path.isdir("/proc/self/fd"):
+        return
+    try:
+        st = os.fstat(errlog.fileno())
+    except (OSError, ValueError):
+        return
+    me = os.getpid()
+    try:
+        pids = [int(d) for d in os.listdir("/proc") if d.isdigit()]
+    except OSError:
+        return
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as f:
+                ppid = int(f.read().rsplit(b")", 1)[1].split()[1])
+            if ppid != me:
+                continue
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except (OSError, ValueError, IndexError):
+            continue
+        for fd in fds:
+            try:
+                other = os.stat(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            if (other.st_dev, other.st_ino) == (st.st_dev, st.st_ino):
+                try:   # the SDK starts the server as a session (and group) leader: take its whole tree
+                    if os.getpgid(pid) == pid:
+                        os.killpg(pid, signal.SIGKILL)
+                    else:
+                        os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+                break
 
 
 class _Connected:
@@ -118,14 +202,17 @@ class _Connected:
         else:
             import httpx2
             from mcp.client.streamable_http import streamable_http_client
+
+            from vigil.sources.safety import async_http_client
             headers = {"Authorization": f"Bearer {ep.token}"} if ep.token else {}
             seen = self.http_errors
 
             async def note(response: Any) -> None:
                 if response.status_code >= 400 and response.request.method == "POST":
                     seen.append(response.status_code)
-            self._http = httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(self.timeout_s),
-                                            verify=ep.verify_tls, event_hooks={"response": [note]})
+            self._http = async_http_client(allow_link_local=ep.allow_link_local, verify=ep.verify_tls,
+                                           headers=headers, timeout=httpx2.Timeout(self.timeout_s),
+                                           event_hooks={"response": [note]})
             transport = streamable_http_client(ep.url, http_client=self._http)
         self._client = Client(transport, mode="legacy", cache=None, read_timeout_seconds=self.timeout_s,
                               client_info=Implementation(name="vigil", version=_version()))
@@ -155,19 +242,29 @@ def _version() -> str:
         return "0"
 
 
-def _tail(errlog: Any, limit: int = 200) -> str:
-    """The last non-empty line a stdio server wrote to stderr (often the real reason it died)."""
+def _tail(errlog: Any, limit: int = 200, secrets: tuple[str, ...] = ()) -> str:
+    """The last non-empty line a stdio server wrote to stderr (often the real reason it died), from at
+    most ``STDERR_TAIL_BYTES`` of its end, with ``secrets`` masked, cut to ``limit`` characters."""
     if errlog is None:
         return ""
     try:
-        errlog.flush()
-        errlog.seek(0, os.SEEK_END)
-        size = errlog.tell()
-        errlog.seek(max(0, size - 4000))
-        lines = [ln.strip() for ln in errlog.read().splitlines() if ln.strip()]
+        fd = errlog.fileno()
+        size = os.fstat(fd).st_size
+        start = max(0, size - STDERR_TAIL_BYTES)
+        text = os.pread(fd, size - start, start).decode("utf-8", errors="replace")
     except (OSError, ValueError):
         return ""
+    if start:                          # began mid-line: drop the fragment (it may hold half a secret)
+        text = text.partition("\n")[2]
+    lines = [ln.strip() for ln in _mask(text, secrets).splitlines() if ln.strip()]
     return lines[-1][:limit] if lines else ""
+
+
+def _mask(text: str, secrets: tuple[str, ...]) -> str:
+    for v in sorted({x for s in secrets for x in (s, s.strip())}, key=len, reverse=True):
+        if len(v) >= 4:
+            text = text.replace(v, MASK)
+    return text
 
 
 def leaves(exc: BaseException) -> list[BaseException]:

@@ -27,6 +27,7 @@ from vigil.sources.base import FRAME_COLUMNS
 from vigil.sources.connector import Connector, HttpConfig, SecretRef, SourceError, empty
 from vigil.sources.httpjson import one_line
 from vigil.sources.loki import MAX_BODY_CHARS, normal_level
+from vigil.sources.safety import unsafe_reason, vet_urllib3
 
 log = logging.getLogger(__name__)
 _FIELD = r"^[A-Za-z_@][A-Za-z0-9_.@-]{0,200}$"
@@ -77,6 +78,23 @@ def _epoch(v: Any) -> float | None:
     return None
 
 
+def _vetted_connection_class(config: OpenSearchConfig) -> type:
+    """opensearch-py's urllib3 connection, its pool vetting every connection's address (safety.py). The
+    pool is made in ``__init__`` and again after a close (``_create_urllib3_pool``): both are hooked."""
+    from opensearchpy import Urllib3HttpConnection
+
+    class Vetted(Urllib3HttpConnection):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            vet_urllib3(self.pool, allow_link_local=config.allow_link_local)
+
+        def _create_urllib3_pool(self) -> None:
+            super()._create_urllib3_pool()
+            vet_urllib3(self.pool, allow_link_local=config.allow_link_local)
+
+    return Vetted
+
+
 class OpenSearchConnector(Connector):
     kind: ClassVar[str] = "opensearch"
     Config: ClassVar[type[OpenSearchConfig]] = OpenSearchConfig
@@ -94,7 +112,8 @@ class OpenSearchConnector(Connector):
             kwargs["headers"] = {"Authorization": f"Bearer {config.token.value()}"}
         self.client = OpenSearch(hosts=[config.url], timeout=config.timeout_s, max_retries=0,
                                  retry_on_timeout=False, verify_certs=config.verify_tls,
-                                 ssl_show_warn=False, **kwargs)
+                                 ssl_show_warn=False, connection_class=_vetted_connection_class(config),
+                                 **kwargs)
 
     def _call(self, what: str, fn, *args: Any, **kwargs: Any) -> Any:
         from opensearchpy import exceptions as ex
@@ -104,6 +123,8 @@ class OpenSearchConnector(Connector):
             raise SourceError(f"OpenSearch at {self.host} did not answer {what} within {self.timeout_s:g} s") \
                 from None
         except ex.ConnectionError as exc:
+            if why := unsafe_reason(exc):
+                raise SourceError(f"cannot reach OpenSearch at {self.host}: {why}") from None
             raise SourceError(f"cannot reach OpenSearch at {self.host}: {one_line(str(exc.info or exc), 160)}") \
                 from None
         except ex.TransportError as exc:

@@ -26,6 +26,7 @@ from vigil.ingest.base import service_of_pod
 from vigil.integrations.common import WebhookRejected, labels_fingerprint, parse_time, resource_of
 from vigil.model import Alert
 from vigil.sources.connector import Connector, HttpConfig, SourceError, empty
+from vigil.sources.safety import http_client
 
 log = logging.getLogger(__name__)
 
@@ -130,8 +131,9 @@ class PrometheusConnector(Connector):
                 headers["Authorization"] = f"Bearer {self.config.token.value()}"
             if self.config.tenant:
                 headers["X-Scope-OrgID"] = self.config.tenant
-            self._client = httpx.Client(base_url=self.config.url, headers=headers, verify=self.config.verify_tls,
-                                        timeout=httpx.Timeout(self.config.timeout_s), follow_redirects=False)
+            self._client = http_client(allow_link_local=self.config.allow_link_local, verify=self.config.verify_tls,
+                                       base_url=self.config.url, headers=headers,
+                                       timeout=httpx.Timeout(self.config.timeout_s), follow_redirects=False)
         return self._client
 
     def _get(self, path: str, params: dict[str, Any] | None = None, what: str = "") -> Any:

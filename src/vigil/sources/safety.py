@@ -5,8 +5,10 @@ self-hosted Prometheus lives."""
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import socket
+from typing import Any
 from urllib.parse import urlsplit
 
 from vigil.errors import InputError
@@ -56,3 +58,224 @@ def check_url(url: str, *, allow_link_local: bool = False, resolve: bool = True)
             if denied_address(str(info[4][0])):
                 raise InputError(f"the URL host {host} resolves to the link-local or metadata address "
                                  f"{info[4][0]}; set allow_link_local to use it")
+
+
+# -- connect time ------------------------------------------------------------------------------------
+# ``check_url`` runs when a source is registered; a name can resolve to something else later (DNS
+# rebinding: public at registration, 169.254.169.254 at query time). So every outbound HTTP connection a
+# connector makes resolves the name itself, refuses it if any answer is denied, and connects to the
+# vetted IP, never to the name (which would be resolved again). TLS SNI, certificate checks and the Host
+# header still use the name. Unless the source has ``allow_link_local``, which turns all of it off.
+#
+# One rule, three plugs: httpx (Prometheus, Loki, Tempo, Jaeger, Argo CD) and httpx2 (MCP over HTTP) get a
+# network backend on their connection pool; urllib3 (OpenSearch, Datadog, Kubernetes) gets a connection
+# class. boto3 (CloudWatch) is not covered: see the note in cloudwatch.py and docs/connectors.md.
+# With an HTTP(S)_PROXY from the environment, the checked address is the proxy's: the proxy resolves
+# and connects to the target itself.
+
+
+class UnsafeAddressError(ConnectionError):
+    """A connection refused because its name resolves to a denied address. The message is one line."""
+
+
+def _refusal(name: str, addr: str | None) -> UnsafeAddressError:
+    if addr is None:
+        why = "a cloud metadata host name"
+    elif addr == name:
+        why = "a link-local or cloud metadata address"
+    else:
+        why = f"it resolves to {addr}, a link-local or cloud metadata address"
+    return UnsafeAddressError(f"refused to connect to {name}: {why} (set allow_link_local to allow it)")
+
+
+def vetted_addresses(host: str, port: int) -> list[str]:
+    """Resolve ``host`` once, for one connection: its addresses in the resolver's order, for the caller to
+    connect to. ``UnsafeAddressError`` if the name or any of its addresses is denied (one bad answer is
+    enough: a client falls back to the next one); a resolution failure raises ``socket.gaierror``."""
+    name = host.strip("[]").lower().rstrip(".")
+    if name in DENIED_HOSTS:
+        raise _refusal(name, None)
+    out: list[str] = []
+    for info in socket.getaddrinfo(name, port, type=socket.SOCK_STREAM):
+        addr = str(info[4][0])
+        if denied_address(addr):
+            raise _refusal(name, addr)
+        if addr not in out:
+            out.append(addr)
+    if not out:
+        raise socket.gaierror(socket.EAI_NONAME, f"{name} resolves to no address")
+    return out
+
+
+def unsafe_reason(exc: BaseException | None) -> str | None:
+    """The one-line refusal inside a client library's wrapped error (``MaxRetryError.reason``, an
+    OpenSearch ``ConnectionError.info``, ``__cause__``...), or None when the failure was something else."""
+    seen: set[int] = set()
+    todo = [exc]
+    while todo:
+        e = todo.pop()
+        if e is None or id(e) in seen or len(seen) > 20:
+            continue
+        seen.add(id(e))
+        if isinstance(e, UnsafeAddressError):
+            return str(e)
+        todo.extend(x for x in (getattr(e, "reason", None), getattr(e, "info", None), e.__cause__, e.__context__)
+                    if isinstance(x, BaseException))
+    return None
+
+
+# -- httpx / httpx2: a network backend for the connection pool ------------------------------------------
+def _vet_for(core: Any, host: str, port: int) -> list[str]:
+    """``vetted_addresses`` with failures as the ``ConnectError`` of ``core`` (httpcore or httpcore2),
+    which the client turns into its own ``ConnectError`` with the same message."""
+    try:
+        return vetted_addresses(host, port)
+    except OSError as exc:           # UnsafeAddressError, gaierror
+        raise core.ConnectError(str(exc)) from exc
+
+
+class VettedBackend:
+    """A sync httpcore/httpcore2 ``NetworkBackend``: vets the name, then lets ``inner`` connect to the IP.
+    Only ``ConnectError`` moves on to the next address (as ``socket.create_connection`` does)."""
+
+    def __init__(self, core: Any, inner: Any) -> None:
+        self.core, self.inner = core, inner
+
+    def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
+                    socket_options: Any = None) -> Any:
+        last: Exception | None = None
+        for addr in _vet_for(self.core, host, port):
+            try:
+                return self.inner.connect_tcp(addr, port, timeout=timeout, local_address=local_address,
+                                              socket_options=socket_options)
+            except self.core.ConnectError as exc:
+                last = exc
+        raise last  # type: ignore[misc]
+
+    def connect_unix_socket(self, path: str, timeout: float | None = None, socket_options: Any = None) -> Any:
+        return self.inner.connect_unix_socket(path, timeout=timeout, socket_options=socket_options)
+
+    def sleep(self, seconds: float) -> None:
+        self.inner.sleep(seconds)
+
+
+class AsyncVettedBackend:
+    """The async twin of ``VettedBackend`` (resolution runs in a worker thread, as asyncio's does)."""
+
+    def __init__(self, core: Any, inner: Any) -> None:
+        self.core, self.inner = core, inner
+
+    async def connect_tcp(self, host: str, port: int, timeout: float | None = None,
+                          local_address: str | None = None, socket_options: Any = None) -> Any:
+        import anyio.to_thread
+        last: Exception | None = None
+        addrs = await anyio.to_thread.run_sync(_vet_for, self.core, host, port, abandon_on_cancel=True)
+        for addr in addrs:
+            try:
+                return await self.inner.connect_tcp(addr, port, timeout=timeout, local_address=local_address,
+                                                    socket_options=socket_options)
+            except self.core.ConnectError as exc:
+                last = exc
+        raise last  # type: ignore[misc]
+
+    async def connect_unix_socket(self, path: str, timeout: float | None = None, socket_options: Any = None) -> Any:
+        return await self.inner.connect_unix_socket(path, timeout=timeout, socket_options=socket_options)
+
+    async def sleep(self, seconds: float) -> None:
+        await self.inner.sleep(seconds)
+
+
+def _vetted_transport(transport: Any, backend: Any) -> Any:
+    """``transport`` (an httpx/httpx2 ``HTTPTransport``) with ``backend`` on its connection pool. The
+    transports take no backend argument, so it is set on the pool they built; refuse loudly rather than
+    run unchecked if a new httpx version moved it."""
+    pool = getattr(transport, "_pool", None)
+    if pool is None or not hasattr(pool, "_network_backend"):
+        raise RuntimeError("this httpx version does not allow the connect-time address check")
+    pool._network_backend = backend
+    return transport
+
+
+def _client(hx: Any, core: Any, client_cls: Any, transport_cls: Any, backend: Any, allow_link_local: bool,
+            verify: Any, kwargs: dict[str, Any]) -> Any:
+    from importlib import import_module
+
+    def transport(**kw: Any) -> Any:
+        t = transport_cls(verify=verify, **kw)
+        return t if allow_link_local else _vetted_transport(t, backend)
+
+    # a client given a transport ignores HTTP(S)_PROXY / NO_PROXY: mount them as httpx itself would
+    env = import_module(f"{hx.__name__}._utils").get_environment_proxies()
+    mounts = {pattern: None if url is None else transport(proxy=url) for pattern, url in env.items()}
+    return client_cls(transport=transport(), mounts=mounts, **kwargs)
+
+
+def http_client(*, allow_link_local: bool, verify: Any = True, **kwargs: Any) -> Any:
+    """The ``httpx.Client`` every httpx-based connector uses: every new connection is vetted."""
+    import httpcore
+    import httpx
+    return _client(httpx, httpcore, httpx.Client, httpx.HTTPTransport,
+                   VettedBackend(httpcore, httpcore.SyncBackend()), allow_link_local, verify, kwargs)
+
+
+def async_http_client(*, allow_link_local: bool, verify: Any = True, **kwargs: Any) -> Any:
+    """The same for an ``httpx2.AsyncClient`` (the MCP SDK's HTTP client)."""
+    import httpcore2
+    import httpx2
+    return _client(httpx2, httpcore2, httpx2.AsyncClient, httpx2.AsyncHTTPTransport,
+                   AsyncVettedBackend(httpcore2, httpcore2.AnyIOBackend()), allow_link_local, verify, kwargs)
+
+
+# -- urllib3: a connection class ---------------------------------------------------------------------------
+@functools.cache
+def _urllib3_classes() -> dict[str, type]:
+    from urllib3 import connection, connectionpool
+    from urllib3.exceptions import NewConnectionError
+
+    class Vetted:
+        def _new_conn(self: Any) -> Any:
+            name = self._dns_host
+            try:
+                addrs = vetted_addresses(name, self.port)
+            except OSError as exc:           # UnsafeAddressError, gaierror
+                raise NewConnectionError(self, str(exc)) from exc
+            last: Exception | None = None
+            for addr in addrs:
+                # urllib3 connects to ``_dns_host`` and takes SNI and certificate checks from ``host``
+                # later, after this returns with the name put back
+                self._dns_host = addr
+                try:
+                    return super()._new_conn()  # type: ignore[misc]
+                except NewConnectionError as exc:
+                    last = exc
+                finally:
+                    self._dns_host = name
+            raise last  # type: ignore[misc]
+
+    class VettedHTTPConnection(Vetted, connection.HTTPConnection):
+        pass
+
+    class VettedHTTPSConnection(Vetted, connection.HTTPSConnection):
+        pass
+
+    class VettedHTTPConnectionPool(connectionpool.HTTPConnectionPool):
+        ConnectionCls = VettedHTTPConnection
+
+    class VettedHTTPSConnectionPool(connectionpool.HTTPSConnectionPool):
+        ConnectionCls = VettedHTTPSConnection
+
+    return {"http": VettedHTTPConnection, "https": VettedHTTPSConnection,
+            "http_pool": VettedHTTPConnectionPool, "https_pool": VettedHTTPSConnectionPool}
+
+
+def vet_urllib3(target: Any, *, allow_link_local: bool) -> None:
+    """Make a urllib3 ``PoolManager`` (Datadog, Kubernetes clients) or one ``HTTP(S)ConnectionPool``
+    (OpenSearch) vet every new connection. Call it before the first request."""
+    if allow_link_local:
+        return
+    classes = _urllib3_classes()
+    if hasattr(target, "pool_classes_by_scheme"):
+        target.clear()
+        target.pool_classes_by_scheme = {"http": classes["http_pool"], "https": classes["https_pool"]}
+    else:
+        target.ConnectionCls = classes["https" if target.scheme == "https" else "http"]
