@@ -50,6 +50,7 @@ _ERROR_LEVELS = ("ERROR", "FATAL", "CRITICAL", "WARN", "WARNING")
 @dataclass
 class Config:
     incident: tuple[float, float] = (0.0, 120.0)   # seconds relative to the alert
+    early: float = 0.0                             # also try the incident as starting this long before the alert
     fdr: float = 0.2                               # BH false-discovery rate for a feature to count
     max_body: int = 400
     max_tokens: int = 16                           # template = Drain over the first tokens of the masked line
@@ -232,9 +233,11 @@ def _counts(units: pd.DataFrame):
 
 
 def feature_table(base: pd.DataFrame, inc: pd.DataFrame, cfg: Config | None = None) -> pd.DataFrame:
-    cfg = cfg or Config()
-    nb, cb = _counts(base)
-    ni, ci = _counts(inc)
+    return _table(_counts(base), _counts(inc), cfg or Config())
+
+
+def _table(base_counts, inc_counts, cfg: Config) -> pd.DataFrame:
+    (nb, cb), (ni, ci) = base_counts, inc_counts
     rows = []
     for (k, f) in sorted(set(cb) | set(ci), key=repr):   # a fixed order: ties must not depend on hashing
         A, B = nb.get(k, 0), ni.get(k, 0)
@@ -266,6 +269,14 @@ def feature_table(base: pd.DataFrame, inc: pd.DataFrame, cfg: Config | None = No
         m = len(R)
         R["q"] = np.minimum.accumulate((R["p"] * m / np.arange(1, m + 1))[::-1])[::-1]
     return R
+
+
+def _strongest(R: pd.DataFrame, cfg: Config) -> float:
+    """The largest score among the features that pass the false-discovery bar (0 if none does)."""
+    if not len(R):
+        return 0.0
+    g = R.loc[R["q"] < cfg.fdr, "score"]
+    return float(g.max()) if len(g) else 0.0
 
 
 # ------------------------------------------------------------------------------------------- metrics
@@ -344,11 +355,27 @@ def rank_root_causes(logs: pd.DataFrame, spans: pd.DataFrame, baselines: list[tu
     ui = build_units(si, li, tpl)
     exceed = metric_alarms(metrics, alert, baselines, cfg)
     alarms = {s: v for s, v in exceed.items() if v[1] >= cfg.alarm_ranges} if cfg.metric_mode == "event" else {}
-    if alarms:   # Nezha-style: an alarm is an event in every incident visit of the alarmed service
-        ui = ui.copy()
-        ui["feats"] = [fs | {("#", f"A:{alarms[s][0]}")} if s in alarms else fs
-                       for s, fs in zip(ui["svc"], ui["feats"], strict=False)]
-    R = feature_table(ub, ui, cfg)
+
+    def with_alarms(u: pd.DataFrame) -> pd.DataFrame:
+        if not alarms:   # Nezha-style: an alarm is an event in every incident visit of the alarmed service
+            return u
+        u = u.copy()
+        u["feats"] = [fs | {("#", f"A:{alarms[s][0]}")} if s in alarms else fs
+                      for s, fs in zip(u["svc"], u["feats"], strict=False)]
+        return u
+
+    base_counts, inc_counts = _counts(ub), _counts(with_alarms(ui))
+    R = _table(base_counts, inc_counts, cfg)
+    if cfg.early > 0:
+        # the fault may have begun before the alert: also read the incident from ``early`` seconds
+        # before it, and keep whichever reading shows the stronger significant change (a late alert
+        # then still sees the fault's first requests; an alert on time is not diluted by normal ones)
+        se, le = _select(spans, logs, [(alert - cfg.early, alert + cfg.incident[0])], max_traces)
+        if len(se):
+            ne, ce = _counts(with_alarms(build_units(se, le, tpl)))
+            Rw = _table(base_counts, (ne + inc_counts[0], ce + inc_counts[1]), cfg)
+            if _strongest(Rw, cfg) > _strongest(R, cfg):
+                R = Rw
     G = R[R["q"] < cfg.fdr] if len(R) else R
     out = []
     if len(G):
@@ -393,8 +420,10 @@ def analyze_patterns(obs, s) -> list:
     if not baselines:
         baselines = [(obs.onset - s.event_lookback_s, obs.onset - s.onset_guard_s)]
     try:
+        # the fault may have begun up to onset_guard_s before the alert, as the other analyzers assume
         ranked, table, tpl = rank_root_causes(logs if len(logs) else logs.iloc[0:0], spans, baselines, obs.onset,
-                                              return_table=True, max_traces=s.pattern_traces)
+                                              cfg=Config(early=s.onset_guard_s), return_table=True,
+                                              max_traces=s.pattern_traces)
     except (KeyError, ValueError):   # too little data to build request units
         return []
     best, new_error = {}, {}
