@@ -133,22 +133,34 @@ def _levels(logs: pd.DataFrame) -> np.ndarray:
 MAX_TRACES = 3000   # per side: frequencies of steps per request are well estimated long before this
 
 
-def _select(spans: pd.DataFrame, logs: pd.DataFrame, windows: list[tuple[float, float]],
-            max_traces: int = MAX_TRACES):
-    """Traces whose root span starts inside one of the windows; all their spans and logs. A busy
-    system's window is thinned evenly in time to at most ``max_traces`` traces."""
-    pid = spans["parent_id"]
-    is_root = pid.isna() | (pid == "") | ~pid.isin(set(spans["span_id"]))
-    roots = spans[is_root]
-    m = np.zeros(len(roots), bool)
-    for a, b in windows:
-        m |= (roots["start"].to_numpy() >= a) & (roots["start"].to_numpy() < b)
-    chosen = roots[m].sort_values("start")["trace_id"].to_numpy()
-    if len(chosen) > max_traces:
-        chosen = chosen[np.linspace(0, len(chosen) - 1, max_traces).astype(int)]
-    tids = set(chosen)
-    return (spans[spans["trace_id"].map(tids.__contains__).to_numpy(bool)],
-            logs[logs["trace_id"].map(tids.__contains__).to_numpy(bool)])
+class _Traces:
+    """Which trace each span and log line belongs to, and when each trace's root span starts: worked
+    out once, so that picking the traces of a window is a few array operations."""
+
+    def __init__(self, spans: pd.DataFrame, logs: pd.DataFrame):
+        self.spans, self.logs = spans, logs
+        codes, uniq = pd.factorize(np.concatenate([spans["trace_id"].to_numpy(object),
+                                                   logs["trace_id"].to_numpy(object)]), use_na_sentinel=False)
+        self.n = len(uniq)
+        self.span_trace, self.log_trace = codes[:len(spans)], codes[len(spans):]
+        pid = spans["parent_id"]
+        is_root = (pid.isna() | (pid == "") | ~pid.isin(set(spans["span_id"]))).to_numpy(bool)
+        self.root_trace = self.span_trace[is_root]
+        self.root_start = spans["start"].to_numpy(float)[is_root]
+
+    def select(self, windows: list[tuple[float, float]], max_traces: int = MAX_TRACES):
+        """Traces whose root span starts inside one of the windows; all their spans and logs. A busy
+        system's window is thinned evenly in time to at most ``max_traces`` traces."""
+        m = np.zeros(len(self.root_start), bool)
+        for a, b in windows:
+            m |= (self.root_start >= a) & (self.root_start < b)
+        order = np.argsort(self.root_start[m], kind="stable")
+        chosen = self.root_trace[m][order]
+        if len(chosen) > max_traces:
+            chosen = chosen[np.linspace(0, len(chosen) - 1, max_traces).astype(int)]
+        keep = np.zeros(self.n, bool)
+        keep[chosen] = True
+        return self.spans[keep[self.span_trace]], self.logs[keep[self.log_trace]]
 
 
 def build_units(spans: pd.DataFrame, logs: pd.DataFrame, tpl: Templater) -> pd.DataFrame:
@@ -190,11 +202,10 @@ def build_units(spans: pd.DataFrame, logs: pd.DataFrame, tpl: Templater) -> pd.D
             ev_u.append(lu[ok].to_numpy())
             ev_t.append(lg["ts"].to_numpy(dtype=float))
             ev_e.append(np.array([f"L:{lvl} {i}" for lvl, i in zip(lv, ids, strict=False)], dtype=object))
-    ev = pd.DataFrame({"u": np.concatenate(ev_u), "t": np.concatenate(ev_t),
-                       "e": np.concatenate(ev_e).astype(object)})
-    ev = ev.sort_values(["u", "t"], kind="stable")
+    ev_u, ev_t, ev_e = np.concatenate(ev_u), np.concatenate(ev_t), np.concatenate(ev_e).astype(object)
+    order = np.lexsort((ev_t, pd.factorize(ev_u)[0]))      # by unit, then time (stable for ties)
     seqs: dict = defaultdict(list)
-    for u, e in zip(ev["u"].to_numpy(), ev["e"].to_numpy(), strict=False):
+    for u, e in zip(ev_u[order], ev_e[order], strict=False):
         seqs[u].append(e)
     feats = []
     for u in units["unit"].to_numpy():
@@ -349,8 +360,9 @@ def rank_root_causes(logs: pd.DataFrame, spans: pd.DataFrame, baselines: list[tu
     spans = spans.astype({c: object for c in ("trace_id", "span_id", "parent_id", "resource", "operation")
                           if c in spans.columns})
     logs = logs.astype({c: object for c in ("trace_id", "span_id", "resource", "body") if c in logs.columns})
-    sb, lb = _select(spans, logs, baselines, max_traces)
-    si, li = _select(spans, logs, [(alert + cfg.incident[0], alert + cfg.incident[1])], max_traces)
+    traces = _Traces(spans, logs)
+    sb, lb = traces.select(baselines, max_traces)
+    si, li = traces.select([(alert + cfg.incident[0], alert + cfg.incident[1])], max_traces)
     ub = build_units(sb, lb, tpl)
     ui = build_units(si, li, tpl)
     exceed = metric_alarms(metrics, alert, baselines, cfg)
@@ -370,7 +382,7 @@ def rank_root_causes(logs: pd.DataFrame, spans: pd.DataFrame, baselines: list[tu
         # the fault may have begun before the alert: also read the incident from ``early`` seconds
         # before it, and keep whichever reading shows the stronger significant change (a late alert
         # then still sees the fault's first requests; an alert on time is not diluted by normal ones)
-        se, le = _select(spans, logs, [(alert - cfg.early, alert + cfg.incident[0])], max_traces)
+        se, le = traces.select([(alert - cfg.early, alert + cfg.incident[0])], max_traces)
         if len(se):
             ne, ce = _counts(with_alarms(build_units(se, le, tpl)))
             Rw = _table(base_counts, (ne + inc_counts[0], ce + inc_counts[1]), cfg)
