@@ -113,9 +113,10 @@ def _group_codes(cols: list[np.ndarray]) -> tuple[np.ndarray, list]:
         combined = combined * max(len(uniq), 1) + codes
     codes = pd.factorize(combined)[0]
     first = np.unique(codes, return_index=True)[1]
+    cols_first = [np.asarray(u, dtype=object)[c[first]] for c, u in parts]   # each key's values, vectorised
     if len(parts) == 1:
-        return codes, [parts[0][1][parts[0][0][i]] for i in first]
-    return codes, [tuple(u[c[i]] for c, u in parts) for i in first]
+        return codes, list(cols_first[0])
+    return codes, list(zip(*cols_first, strict=True))
 
 
 def series_effects(df: pd.DataFrame, keys: list[str], onset: float, c: Cfg, log: bool = True,
