@@ -67,11 +67,6 @@ def mask_tokens(tokens: list[str], placeholder: str | None = None) -> list[str]:
     return [get(t) or _mask_new_token(t, placeholder, cache) for t in tokens]
 
 
-def mask_token(tok: str, placeholder: str | None = None) -> str:
-    """One token with its variable parts masked (see ``mask_tokens``)."""
-    return mask_tokens([tok], placeholder)[0]
-
-
 def mask(line: str) -> str:
     """Replace variable parts (times, ids, addresses, numbers) with placeholders, token by token."""
     return " ".join(mask_tokens(line.split()))

@@ -243,11 +243,9 @@ def _counts(units: pd.DataFrame):
     return n, c
 
 
-def feature_table(base: pd.DataFrame, inc: pd.DataFrame, cfg: Config | None = None) -> pd.DataFrame:
-    return _table(_counts(base), _counts(inc), cfg or Config())
-
-
-def _table(base_counts, inc_counts, cfg: Config) -> pd.DataFrame:
+def feature_table(base_counts, inc_counts, cfg: Config) -> pd.DataFrame:
+    """One row per (service, entry operation, feature) that changed between the baseline's and the
+    incident's visit counts (each as ``_counts`` gives them), with its Fisher p, BH q and KL score."""
     (nb, cb), (ni, ci) = base_counts, inc_counts
     rows = []
     for (k, f) in sorted(set(cb) | set(ci), key=repr):   # a fixed order: ties must not depend on hashing
@@ -377,7 +375,7 @@ def rank_root_causes(logs: pd.DataFrame, spans: pd.DataFrame, baselines: list[tu
         return u
 
     base_counts, inc_counts = _counts(ub), _counts(with_alarms(ui))
-    R = _table(base_counts, inc_counts, cfg)
+    R = feature_table(base_counts, inc_counts, cfg)
     if cfg.early > 0:
         # the fault may have begun before the alert: also read the incident from ``early`` seconds
         # before it, and keep whichever reading shows the stronger significant change (a late alert
@@ -385,7 +383,7 @@ def rank_root_causes(logs: pd.DataFrame, spans: pd.DataFrame, baselines: list[tu
         se, le = traces.select([(alert - cfg.early, alert + cfg.incident[0])], max_traces)
         if len(se):
             ne, ce = _counts(with_alarms(build_units(se, le, tpl)))
-            Rw = _table(base_counts, (ne + inc_counts[0], ce + inc_counts[1]), cfg)
+            Rw = feature_table(base_counts, (ne + inc_counts[0], ce + inc_counts[1]), cfg)
             if _strongest(Rw, cfg) > _strongest(R, cfg):
                 R = Rw
     G = R[R["q"] < cfg.fdr] if len(R) else R

@@ -229,20 +229,11 @@ def _python_strings():
     the engine kept that way, are 10-20 % faster than pandas' Arrow-backed strings. pandas 3 still
     offers (and deprecates) the switch; without it this does nothing. The option is process-wide:
     the engine runs in worker processes, the CLI and the benchmark."""
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), contextlib.ExitStack() as stack:
         warnings.filterwarnings("ignore", message=".*future.infer_string.*")
-        try:
-            ctx = pd.option_context("future.infer_string", False)
-            ctx.__enter__()
-        except (KeyError, ValueError, pd.errors.OptionError):
-            ctx = None
-    try:
+        with contextlib.suppress(KeyError, ValueError, pd.errors.OptionError):
+            stack.enter_context(pd.option_context("future.infer_string", False))
         yield
-    finally:
-        if ctx is not None:
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", message=".*future.infer_string.*")
-                ctx.__exit__(None, None, None)
 
 
 def plain_strings(obs: Observation) -> Observation:
