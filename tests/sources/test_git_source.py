@@ -5,6 +5,7 @@ the commit-message convention, kinds, windows, branches, the check, and the path
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from datetime import datetime
@@ -78,7 +79,12 @@ def test_commits_become_changes_on_their_services(repo):
         ("frontend", ts("12:50"), "code", "Ann"),        # Conventional Commits scope; "fix:" is not a service
     ]
     assert df.iloc[1]["description"].endswith("bump cart image (deploy/cart.yaml)")
-    assert list(df.columns) == ["resource", "ts", "kind", "description", "author"]
+    assert list(df.columns) == ["resource", "ts", "kind", "description", "author", "detail"]
+    # a config or deploy commit carries its diff and the keys it changed
+    cfg = json.loads(df.iloc[0]["detail"])
+    assert cfg["source"] == "git" and cfg["files"] == ["services/cart/config/pool.yaml"] and cfg["keys"] == ["size"]
+    assert "+size: 20" in cfg["diff"] and len(cfg["sha"]) == 40
+    assert "diff" not in json.loads(df.iloc[2]["detail"])         # a code commit: files only
 
 
 def test_a_merge_counts_when_it_lands_with_what_it_brought(repo):

@@ -3,6 +3,7 @@ bodies follow the Kubernetes v1.31 API reference (see k8s_standin.py): no cluste
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -43,13 +44,16 @@ def test_check_names_the_version(conn, k8s):
 
 def test_rollouts_are_deploy_changes_with_the_image_change(conn, k8s):
     ch = conn.changes(START, END)
-    assert list(ch.columns) == ["resource", "ts", "kind", "description", "author"]
+    assert list(ch.columns) == ["resource", "ts", "kind", "description", "author", "detail"]
     assert len(ch) == 1, ch                       # revision 1 of every deployment is a creation, not a change
     row = ch.iloc[0]
     assert row.resource == "currencyservice" and row.kind == "deploy" and row.ts == INJECT - 300
     assert "deployment default/currencyservice revision 2: server: " in row.description
     assert "currencyservice:v0.3.7 -> gcr.io/google-samples/microservices-demo/currencyservice:v0.3.8" in row.description
     assert "kubectl set image" in row.description
+    assert json.loads(row.detail) == {"source": "kubernetes", "namespace": "default", "deployment": "currencyservice",
+                                      "revision": 2, "previous_revision": 1, "images": {
+                                          "server": "gcr.io/google-samples/microservices-demo/currencyservice:v0.3.8"}}
     # 11 ReplicaSets, at most 4 per page: the client followed `continue`
     rs_calls = [q for p, q in k8s.requests if p == "/apis/apps/v1/namespaces/default/replicasets"]
     assert len(rs_calls) == 3 and "continue" in rs_calls[1] and rs_calls[0]["limit"] == "500"

@@ -124,7 +124,8 @@ def test_git_log_maps_to_change_events(repo):
         ("frontend", ONSET - 900, "Bo Ops", f"{shas['scoped'][:12]} chore(frontend): bump"),    # by scope
         ("cart", ONSET - 300, "Ann Dev", f"{shas['cart'][:12]} perf(cart): cache"),             # by path
     }
-    assert set(df["kind"]) == {"commit"} and list(df.columns) == ["resource", "ts", "kind", "description", "author"]
+    assert set(df["kind"]) == {"commit"} and list(df.columns) == ["resource", "ts", "kind", "description", "author",
+                                                                   "detail"]
     # the commit days before is outside the window: git_log filtered it (and so would the connector)
     assert conn.changes(ONSET - 6 * 86400, ONSET - 4 * 86400)["resource"].tolist() == ["cart"]
     assert not _mcp_children()     # every session's child process was reaped

@@ -13,6 +13,7 @@ from vigil.engine import Analysis, Observation, Settings, analyze
 from vigil.engine.traces import call_edges
 from vigil.errors import InputError
 from vigil.model import Alert, Investigation, InvestigationStatus, JournalKind, Trigger, TriggerKind, Window
+from vigil.respond.cause import conclude as conclude_with_change
 from vigil.sources.base import TelemetrySource
 from vigil.sources.mcp_tools import run_agent_tools
 from vigil.store.state import StateStore
@@ -164,6 +165,7 @@ class Investigator:
                             "analysis continues after theirs", source="engine")
                     return None
             analysis = analyze(obs, self.settings)
+            conclude_with_change(analysis, obs)     # a change before the onset is named as the cause
             for analyzer, message, data in analysis.notes:
                 journal(JournalKind.ANALYSIS, f"{analyzer}: {message}", source="engine", data=data)
             stored = st.replace_hypotheses(inv.id, analysis.hypotheses)

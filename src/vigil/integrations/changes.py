@@ -1,12 +1,15 @@
 """What the change webhooks (GitHub, GitLab) share: the change event they produce and how a
 repository (and environment) becomes the service the engine ranks.
 
-A change event is one row of the ``changes`` frame: (resource, ts, kind, description, author).
+A change event is one row of the ``changes`` frame: (resource, ts, kind, description, author, detail);
+``detail`` is a JSON object (as text) with what the delivery says besides: repository, revision,
+environment, and the keys the change touched when the sender lists them.
 Deliveries are untrusted: every text is cut to a bounded length and times must parse."""
 
 from __future__ import annotations
 
 import fnmatch
+import json
 import re
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -27,6 +30,7 @@ class ChangeEvent:
     kind: str
     description: str
     author: str
+    detail: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -41,6 +45,26 @@ def text(value: Any, limit: int = MAX_TEXT) -> str:
     if value is None or isinstance(value, dict | list):
         return ""
     return " ".join(str(value).split())[:limit]
+
+
+def detail(**fields: Any) -> str:
+    """The ``detail`` JSON of a change: the given fields that have a value, texts bounded."""
+    out: dict[str, Any] = {}
+    for k, v in fields.items():
+        if isinstance(v, list):
+            v = [text(x, 200) for x in v[:50] if text(x, 200)]
+        elif v is not None and not isinstance(v, int | float | bool):
+            v = text(v)
+        if v not in (None, "", []):
+            out[k] = v
+    return json.dumps(out, sort_keys=True) if out else ""
+
+
+def changed_keys(payload: Any) -> list[str]:
+    """Keys a deploy says it changed: ``payload.changed_keys`` (a list of names) when the sender
+    puts it in the deployment's free-form payload (GitHub ``deployment.payload``)."""
+    keys = payload.get("changed_keys") if isinstance(payload, dict) else None
+    return [k for k in keys[:50] if isinstance(k, str)] if isinstance(keys, list) else []
 
 
 def obj(payload: dict[str, Any], key: str, where: str = "") -> dict[str, Any]:

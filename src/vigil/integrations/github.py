@@ -20,7 +20,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from vigil.integrations.changes import ChangeEvent, matches, obj, service_for, text, when
+from vigil.integrations.changes import (
+    ChangeEvent,
+    changed_keys,
+    detail,
+    matches,
+    obj,
+    service_for,
+    text,
+    when,
+)
 from vigil.integrations.common import WebhookRejected, expect, hmac_sha256_hex, same
 
 SIGNATURE = "X-Hub-Signature-256"
@@ -53,6 +62,13 @@ def _login(user: Any) -> str:
     return text(user.get("login"), 100) if isinstance(user, dict) else ""
 
 
+def _detail(repo: str, dep: dict[str, Any], env: str, state: str = "") -> str:
+    payload = dep.get("payload") if isinstance(dep.get("payload"), dict) else {}
+    return detail(source="github", repository=repo, deployment_id=dep.get("id") if isinstance(dep.get("id"), int)
+                  else text(dep.get("id"), 40), ref=dep.get("ref"), sha=dep.get("sha"), environment=env,
+                  state=state, keys=changed_keys(payload), previous_sha=payload.get("previous_sha"))
+
+
 def parse(event: str | None, payload: Any, config: dict[str, Any]) -> tuple[list[ChangeEvent], str]:
     """(change events, note). The note says why nothing was stored, when nothing was."""
     event = (event or "").strip()
@@ -74,7 +90,7 @@ def parse(event: str | None, payload: Any, config: dict[str, Any]) -> tuple[list
         if dep.get("description"):
             desc += f": {text(dep.get('description'), 140)}"
         return [ChangeEvent(service_for(services, full, name, env), when(dep.get("created_at"), "deployment.created_at"),
-                            "deploy", text(desc), _login(dep.get("creator")))], ""
+                            "deploy", text(desc), _login(dep.get("creator")), _detail(full or name, dep, env))], ""
     if event == "deployment_status":
         st = obj(payload, "deployment_status")
         dep = obj(payload, "deployment")
@@ -89,7 +105,8 @@ def parse(event: str | None, payload: Any, config: dict[str, Any]) -> tuple[list
             desc += f" ({text(st.get('description'), 140)})"
         return [ChangeEvent(service_for(services, full, name, env),
                             when(st.get("created_at"), "deployment_status.created_at"), "deploy", text(desc),
-                            _login(st.get("creator")) or _login(dep.get("creator")))], ""
+                            _login(st.get("creator")) or _login(dep.get("creator")),
+                            _detail(full or name, dep, env, state))], ""
     run = obj(payload, "workflow_run")
     if payload.get("action") != "completed":
         return [], f"workflow_run action {text(payload.get('action'), 40)!r} is not used (only completed)"

@@ -12,7 +12,7 @@ from typing import Any
 import pandas as pd
 
 from vigil.errors import InputError, NotFound
-from vigil.mcp.advice import mitigation, recommendations
+from vigil.mcp.advice import causes, mitigation, recommendations
 from vigil.mcp.backend import Backend, Caller
 from vigil.mcp.shape import MAX_WINDOW_S, bounded, compact, iso, number, parse_time
 from vigil.model import Hypothesis, HypothesisState, Investigation, Role, StartingPoint
@@ -210,13 +210,16 @@ class VigilTools:
         for o in st.list_investigations(caller.space, limit=50):
             oh = [h for h in st.hypotheses(o.id) if h.state is not HypothesisState.DISCARDED] if o.id != inv.id else []
             others.append((o, oh[0] if oh else None))
-        recs = recommendations(inv, hyps, st.journal(inv.id), others)
+        journal = st.journal(inv.id)
+        recs = recommendations(inv, hyps, journal, others)
+        named = causes(journal)
         return bounded({
             "investigation_id": inv.id, "status": inv.status.value,
             "derived": "from the ranked hypotheses, their evidence, the journal and the space's other "
                        "investigations; Vigil executes none of it (steps marked mutating need a person)",
             "mitigations": [{"rank": h.rank, "resource": h.resource, "fault_kind": h.fault_kind.value,
-                             "confidence": number(h.confidence), **mitigation(h).model_dump(mode="json")}
+                             "confidence": number(h.confidence),
+                             **mitigation(h, named.get(h.resource), inv.id).model_dump(mode="json")}
                             for h in live[:limit]],
             "recommendations": [r.model_dump(mode="json") for r in recs],
         })

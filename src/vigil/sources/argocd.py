@@ -15,6 +15,7 @@ The service of an Application: ``services`` (application name -> service), else 
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any, ClassVar
 
@@ -100,9 +101,11 @@ class ArgoCDConnector(Connector):
             return []
         svc = self.config.services.get(name, name)
         rows, seen = [], []
+        prev: dict[str, Any] | None = None
         for h in status.get("history") or []:
             if not isinstance(h, dict):
                 continue
+            before, prev = prev, h
             ts = _ts(h.get("deployedAt"))
             rev = str(h.get("revision") or ",".join(map(str, h.get("revisions") or [])))
             if ts is None:
@@ -112,7 +115,12 @@ class ArgoCDConnector(Connector):
                 src = _source(h.get("source") or (h.get("sources") or [None])[0])
                 rows.append({"resource": svc, "ts": ts, "kind": "deploy", "author": _who(h.get("initiatedBy")),
                              "description": f"Argo CD synced {name} to {rev[:12] or '?'} (history {h.get('id')})"
-                                            + (f" from {src}" if src else "")})
+                                            + (f" from {src}" if src else ""),
+                             "detail": json.dumps({"source": "argocd", "app": name, "history_id": h.get("id"),
+                                                   "revision": rev, **({"previous_history_id": before.get("id"),
+                                                                        "previous_revision": before.get("revision")}
+                                                                       if before else {})}, sort_keys=True,
+                                                  default=str)})
         op = status.get("operationState")
         if isinstance(op, dict):
             phase = str(op.get("phase") or "")
@@ -126,14 +134,16 @@ class ArgoCDConnector(Connector):
                 msg = one_line(str(op.get("message") or ""), 160)
                 rows.append({"resource": svc, "ts": ts, "kind": "deploy", "author": _who(operation.get("initiatedBy")),
                              "description": f"Argo CD sync of {name} to {rev[:12] or '?'} {phase.lower()}"
-                                            + (f": {msg}" if msg else "")})
+                                            + (f": {msg}" if msg else ""),
+                             "detail": json.dumps({"source": "argocd", "app": name, "revision": rev,
+                                                   "phase": phase}, sort_keys=True)})
         return rows
 
     def changes(self, start: float, end: float) -> pd.DataFrame:
         rows = [r for app in self.applications() for r in self.rows_of(app, start, end)]
         if not rows:
             return empty("changes")
-        return pd.DataFrame(rows)[["resource", "ts", "kind", "description", "author"]].sort_values(
+        return pd.DataFrame(rows)[["resource", "ts", "kind", "description", "author", "detail"]].sort_values(
             "ts", kind="stable").reset_index(drop=True)
 
     def close(self) -> None:

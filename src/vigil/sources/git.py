@@ -26,6 +26,7 @@ history is read along first parents, a merge counting with everything it brought
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -114,6 +115,11 @@ class GitConfig(ConnectorConfig):
         return v
 
 
+DIFF_CHARS = 4000
+_KEY_LINE = re.compile(r"""^\s*(?:-\s*name:\s*["']?([A-Za-z_][\w.-]*)["']?\s*$|(?:export\s+)?([A-Za-z_][\w.-]*)\s*=|"""
+                       r"""["']?([A-Za-z_][\w.-]*)["']?\s*:(?:\s|$))""")
+
+
 class GitConnector(Connector):
     kind: ClassVar[str] = "git"
     Config = GitConfig
@@ -200,12 +206,49 @@ class GitConnector(Connector):
                     "config" if any(matches(f, cfg.config_paths) for f in files) else "code")
             shown = ", ".join(files[:3]) + (f" and {len(files) - 3} more" if len(files) > 3 else "")
             desc = f"commit {commit['sha'][:10]} {commit['subject'][:200]}" + (f" ({shown})" if shown else "")
+            detail: dict[str, Any] = {"source": "git", "sha": commit["sha"], "files": files[:20]}
+            if kind in ("deploy", "config"):
+                diff = self.diff(commit["sha"], files[:20])
+                if diff:
+                    detail["diff"] = diff[:DIFF_CHARS]
+                    detail["keys"] = changed_keys(diff)
             rows.append({"resource": svc, "ts": commit["ts"], "kind": kind, "description": desc[:500],
-                         "author": commit["author"][:100]})
+                         "author": commit["author"][:100], "detail": json.dumps(detail, sort_keys=True)})
         return rows
+
+    def diff(self, sha: str, files: list[str]) -> str:
+        """The commit's diff of ``files`` (no context lines), bounded; empty when git cannot say."""
+        try:
+            repo = self._repo()
+        except SourceError:
+            return ""
+        try:
+            out = self._git(repo, "show", "--format=", "--unified=0", "--no-color", "--no-ext-diff", sha, "--",
+                            *files)
+        except SourceError:
+            return ""
+        finally:
+            repo.close()
+        return "\n".join(line for line in out.splitlines() if not line.startswith(("index ", "diff --git")))
 
     def changes(self, start: float, end: float) -> pd.DataFrame:
         rows = [r for c in self.commits(start, end) for r in self.changes_of(c)]
         if not rows:
             return empty("changes")
         return pd.DataFrame(rows).sort_values("ts", kind="stable").reset_index(drop=True)
+
+
+def changed_keys(diff: str) -> list[str]:
+    """Configuration keys a diff adds, removes or changes: ``KEY=value`` (env files), ``key: value``
+    (YAML) and ``"key": value`` (JSON) on added or removed lines, and Kubernetes ``- name: KEY`` env
+    entries."""
+    keys: list[str] = []
+    for line in diff.splitlines():
+        if not line or line[0] not in "+-" or line.startswith(("+++", "---")):
+            continue
+        m = _KEY_LINE.match(line[1:])
+        if m:
+            key = next(g for g in m.groups() if g)
+            if key not in keys and key not in ("name", "value"):
+                keys.append(key)
+    return keys[:50]

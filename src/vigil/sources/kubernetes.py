@@ -13,6 +13,7 @@ The service a pod belongs to is its ``service_label`` (default ``app.kubernetes.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -88,6 +89,24 @@ def _image_change(old: dict[str, str], new: dict[str, str]) -> str:
     parts = [f"{c}: {old.get(c, '(none)')} -> {img}" for c, img in sorted(new.items()) if old.get(c) != img]
     parts += [f"{c}: removed" for c in sorted(old) if c not in new]
     return "; ".join(parts) or "pod template changed, images unchanged"
+
+
+def _env(template: Any) -> dict[str, str]:
+    """``container/NAME`` -> the value (or ``valueFrom`` reference) of every environment variable."""
+    spec = getattr(template, "spec", None)
+    out = {}
+    for c in getattr(spec, "containers", None) or []:
+        for e in getattr(c, "env", None) or []:
+            ref = getattr(e, "value_from", None)
+            out[f"{c.name}/{e.name}"] = e.value if e.value is not None else (f"(from {ref})" if ref else "")
+    return out
+
+
+def _changed_keys(old: dict[str, str], new: dict[str, str]) -> list[str]:
+    """Environment variables added, removed or changed between two pod templates (names only: values may
+    be secrets)."""
+    keys = sorted({k for k in old.keys() | new.keys() if old.get(k) != new.get(k)})
+    return [k.split("/", 1)[1] for k in keys][:50]
 
 
 class KubernetesConnector(Connector):
@@ -231,8 +250,13 @@ class KubernetesConnector(Connector):
                 if ts is None or not (start <= ts <= end) or (i == 0 and rev == 1):
                     continue                       # the first revision is a creation, not a change
                 new = _images(rs.spec.template)
+                keys: list[str] = []
                 if i > 0:
-                    what = _image_change(_images(revs[i - 1][1].spec.template), new)
+                    prev = revs[i - 1][1].spec.template
+                    what = _image_change(_images(prev), new)
+                    keys = _changed_keys(_env(prev), _env(rs.spec.template))
+                    if keys and what == "pod template changed, images unchanged":
+                        what = "environment changed: " + ", ".join(keys[:5])
                 else:                              # older revisions pruned (revisionHistoryLimit)
                     what = "images " + ", ".join(f"{c}: {img}" for c, img in sorted(new.items()))
                 ann = rs.metadata.annotations or {}
@@ -240,7 +264,11 @@ class KubernetesConnector(Connector):
                 desc = f"deployment {ns}/{deploy} revision {rev}: {what}"
                 if ann.get(CHANGE_CAUSE):
                     desc += f" ({' '.join(ann[CHANGE_CAUSE].split())[:300]})"
-                rows.append({"resource": svc, "ts": ts, "kind": "deploy", "description": desc, "author": ""})
+                detail = {"source": "kubernetes", "namespace": ns, "deployment": deploy, "revision": rev,
+                          "images": new, **({"previous_revision": revs[i - 1][0]} if i > 0 else {}),
+                          **({"keys": keys} if keys else {})}
+                rows.append({"resource": svc, "ts": ts, "kind": "deploy", "description": desc, "author": "",
+                             "detail": json.dumps(detail, sort_keys=True)})
         if not rows:
             return empty("changes")
         return pd.DataFrame(rows).sort_values("ts", kind="stable").reset_index(drop=True)

@@ -106,7 +106,7 @@ def _frame(role: str, rows: list[dict[str, Any]]) -> pd.DataFrame:
 
 
 _DEFAULTS = {"logs": {"level": "", "body": "", "trace_id": "", "span_id": ""},
-             "changes": {"kind": "change", "description": "", "author": ""},
+             "changes": {"kind": "change", "description": "", "author": "", "detail": ""},
              "spans": {"parent_id": "", "operation": "", "error": False}}
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 
 from vigil.model import Alert, Edge, Topology
-from vigil.sources.base import FRAME_COLUMNS, TelemetrySource
+from vigil.sources.base import FRAME_COLUMNS, TelemetrySource, conform
 from vigil.sources.connector import Connector, build
 from vigil.sources.registry import scrub
 
@@ -185,6 +185,7 @@ def _close_later(conns: list[Connector], after_s: float = 30.0) -> None:
 
 def _conform(role: str, df: pd.DataFrame) -> pd.DataFrame:
     cols = FRAME_COLUMNS[role]
+    df = conform(role, df)
     missing = [c for c in cols if c not in df.columns]
     if missing:
         raise ValueError(f"a {role} frame lacks {missing}")

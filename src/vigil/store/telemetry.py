@@ -14,7 +14,7 @@ import pandas as pd
 
 from vigil.errors import InputError
 from vigil.model import Alert, Edge, Resource, Topology
-from vigil.sources.base import FRAME_COLUMNS
+from vigil.sources.base import FRAME_COLUMNS, conform
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS metrics (space VARCHAR, resource VARCHAR, name VARCHAR, ts DOUBLE, value DOUBLE);
@@ -24,7 +24,7 @@ CREATE TABLE IF NOT EXISTS spans (space VARCHAR, trace_id VARCHAR, span_id VARCH
                                   resource VARCHAR, operation VARCHAR, start DOUBLE, duration_ms DOUBLE,
                                   error BOOLEAN);
 CREATE TABLE IF NOT EXISTS changes (space VARCHAR, resource VARCHAR, ts DOUBLE, kind VARCHAR,
-                                    description VARCHAR, author VARCHAR);
+                                    description VARCHAR, author VARCHAR, detail VARCHAR);
 CREATE TABLE IF NOT EXISTS edges (space VARCHAR, src VARCHAR, dst VARCHAR, kind VARCHAR, source VARCHAR,
                                   weight DOUBLE);
 CREATE TABLE IF NOT EXISTS resources (space VARCHAR, name VARCHAR, kind VARCHAR, attributes VARCHAR);
@@ -48,6 +48,8 @@ class TelemetryStore:
         self._lock = threading.RLock()
         if not read_only:
             self._con.execute(_SCHEMA)
+            # stores made before changes carried their detail
+            self._con.execute("ALTER TABLE changes ADD COLUMN IF NOT EXISTS detail VARCHAR")
 
     def close(self) -> None:
         self._con.close()
@@ -131,7 +133,7 @@ class TelemetryStore:
 
     def changes(self, space: str, start: float, end: float) -> pd.DataFrame:
         return self._frame(
-            "SELECT resource, ts, kind, description, author FROM changes WHERE space = ? AND ts >= ? AND ts < ? "
+            "SELECT resource, ts, kind, description, author, coalesce(detail, '') AS detail FROM changes WHERE space = ? AND ts >= ? AND ts < ? "
             "ORDER BY ts", [space, start, end], "changes")
 
     def topology(self, space: str) -> Topology:
@@ -196,7 +198,7 @@ class TelemetryWriter:
         return self._insert("spans", space, df, FRAME_COLUMNS["spans"])
 
     def changes(self, space: str, df: pd.DataFrame) -> int:
-        return self._insert("changes", space, df, FRAME_COLUMNS["changes"])
+        return self._insert("changes", space, conform("changes", df), FRAME_COLUMNS["changes"])
 
     def topology(self, space: str, topo: Topology) -> None:
         if topo.resources:
