@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 export VIGIL_HOME ?= $(CURDIR)/.vigil
 
-.PHONY: demo test install install-test lint bench clean
+.PHONY: demo test install install-test install-peers lint bench bench-peers clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -16,7 +16,7 @@ install: $(BIN)/python
 	$(BIN)/pip install --quiet -e .
 
 install-test: $(BIN)/python
-	$(BIN)/pip install --quiet -e ".[test]"
+	$(BIN)/pip install --quiet -e ".[test,peers]"
 	@# the end-to-end test runs Debian's Prometheus and Alertmanager (it starts them itself)
 	@command -v prometheus >/dev/null 2>&1 && command -v prometheus-alertmanager >/dev/null 2>&1 || \
 	  { [ "$$(id -u)" = 0 ] && DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
@@ -28,6 +28,10 @@ install-test: $(BIN)/python
 	  { [ "$$(id -u)" = 0 ] && DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
 	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; } || \
 	  echo "note: install the Debian package chromium for the console's browser tests"
+
+# rcaeval's published methods for `vigil bench --peers` (see the peers extra in pyproject.toml)
+install-peers: $(BIN)/python
+	$(BIN)/pip install --quiet -e ".[peers]"
 
 demo: install
 	$(BIN)/vigil import demo/nezha-trainticket --space demo --replace
@@ -41,6 +45,9 @@ lint: install-test
 
 bench: install
 	$(BIN)/vigil bench ../shared/datasets --json out/bench.json
+
+bench-peers: install-peers
+	$(BIN)/vigil bench ../shared/datasets --peers baro,nsigma --json out/bench-peers.json
 
 clean:
 	rm -rf $(VENV) .vigil out build *.egg-info

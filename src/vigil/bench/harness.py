@@ -9,12 +9,13 @@ from __future__ import annotations
 import resource
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
 from vigil.agent.investigator import observe
+from vigil.bench.peers import Peer, load_peers
 from vigil.engine import Settings, analyze
 from vigil.engine.baro import baro_rank
 from vigil.errors import InputError
@@ -40,6 +41,7 @@ class CaseResult:
     confidence: float | None = None
     inconclusive: bool | None = None
     scores: list[float] = field(default_factory=list)
+    error: str | None = None              # a peer that failed on this case (its ranking is then empty)
 
     def hit(self, k: int) -> bool:
         return self.truth in self.ranks[:k]
@@ -52,6 +54,7 @@ class BenchReport:
     calibration: list[dict] = field(default_factory=list)
     cases: list[dict] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    speed: list[dict] = field(default_factory=list)      # Vigil's median time over rcaeval-baro's, per dataset
     peak_rss_mb: float = 0.0
     total_s: float = 0.0
 
@@ -59,7 +62,7 @@ class BenchReport:
         """The stable JSON shape dashboards and CI read (plus detail sections)."""
         return {"results": self.results, "peak_rss_mb": self.peak_rss_mb, "total_s": round(self.total_s, 2),
                 "by_fault": self.by_fault, "calibration": self.calibration, "cases": self.cases,
-                "warnings": self.warnings}
+                "warnings": self.warnings, **({"speed_vs_rcaeval_baro": self.speed} if self.speed else {})}
 
 
 def _score(rows: list[CaseResult]) -> dict:
@@ -74,13 +77,31 @@ def _score(rows: list[CaseResult]) -> dict:
             "median_s": round(statistics.median(secs), 4), "max_s": round(max(secs), 4)}
 
 
+def _speed_ratios(results: list[dict], reference: str = "rcaeval-baro") -> list[dict]:
+    """Vigil's median time per case over the reference peer's, per dataset (both include fetching the
+    observation)."""
+    out = []
+    for r in results:
+        if r["method"] != "vigil":
+            continue
+        ref = next((x for x in results if x["dataset"] == r["dataset"] and x["method"] == reference), None)
+        if ref and ref["median_s"] > 0:
+            out.append({"dataset": r["dataset"], "vigil_median_s": r["median_s"],
+                        f"{reference}_median_s": ref["median_s"],
+                        "ratio": round(r["median_s"] / ref["median_s"], 2)})
+    return out
+
+
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def run_recording(rec: Recording, settings: Settings, alert_offset_s: float = 0.0) -> tuple[list[CaseResult], list[str]]:
+def run_recording(rec: Recording, settings: Settings, alert_offset_s: float = 0.0,
+                  peers: Sequence[Peer] = ()) -> tuple[list[CaseResult], list[str]]:
     """``alert_offset_s`` moves every alert by that many seconds (late alerts are positive): how
-    well the engine copes when the alert time is off the fault's onset."""
+    well the engine copes when the alert time is off the fault's onset. ``peers`` (``bench.peers``)
+    rank each case's observation too, timed like Vigil: fetching the observation included."""
+    methods = (*METHODS, *(p.method for p in peers))
     store = TelemetryStore(":memory:")
     try:
         with store.transaction() as w:
@@ -96,7 +117,7 @@ def run_recording(rec: Recording, settings: Settings, alert_offset_s: float = 0.
             try:
                 obs = observe(store, "bench", onset, alert, settings)
             except InputError:          # nothing recorded around this alert: no answer, which counts as a miss
-                for method in METHODS:
+                for method in methods:
                     out.append(CaseResult(case=case.id, dataset=case.dataset, method=method,
                                           fault=case.label.fault or "-", truth=case.label.resource, ranks=[],
                                           seconds=time.perf_counter() - t0, true_fault_kind=truth_kind,
@@ -119,6 +140,13 @@ def run_recording(rec: Recording, settings: Settings, alert_offset_s: float = 0.
                 scores=[h.score for h in hyps[:5]]))
             out.append(CaseResult(case=case.id, dataset=case.dataset, method="baro", fault=case.label.fault or "-",
                                   truth=case.label.resource, ranks=baro, seconds=t_baro, true_fault_kind=truth_kind))
+            for peer in peers:
+                t1 = time.perf_counter()
+                answer = peer.rank(obs)
+                out.append(CaseResult(case=case.id, dataset=case.dataset, method=peer.method,
+                                      fault=case.label.fault or "-", truth=case.label.resource, ranks=answer.services,
+                                      seconds=time.perf_counter() - t1 + t_obs, true_fault_kind=truth_kind,
+                                      error=answer.error))
         return out, warnings
     finally:
         store.close()
@@ -126,8 +154,10 @@ def run_recording(rec: Recording, settings: Settings, alert_offset_s: float = 0.
 
 def run_bench(paths: list[Path], settings: Settings | None = None,
               progress: Callable[[Recording, int, int], None] | None = None,
-              alert_offset_s: float = 0.0) -> BenchReport:
+              alert_offset_s: float = 0.0, peers: Sequence[str] = ()) -> BenchReport:
+    """``peers``: names of published methods (``bench.peers.SPECS``) to run beside Vigil."""
     settings = settings or Settings()
+    loaded = load_peers(list(peers), settings) if peers else []
     t_start = time.perf_counter()
     recordings = [r for r in discover(paths) if any(c.label for c in r.cases)]
     report = BenchReport()
@@ -135,20 +165,27 @@ def run_bench(paths: list[Path], settings: Settings | None = None,
     for i, rec in enumerate(recordings):
         if progress:
             progress(rec, i, len(recordings))
-        got, warnings = run_recording(rec, settings, alert_offset_s)
+        got, warnings = run_recording(rec, settings, alert_offset_s, loaded)
         rows.extend(got)
         report.warnings.extend(warnings)
     if progress and recordings:
         progress(recordings[-1], len(recordings), len(recordings))
     datasets = sorted({r.dataset for r in rows})
     for ds in datasets:
-        for method in METHODS:
+        for method in (*METHODS, *(p.method for p in loaded)):
             sel = [r for r in rows if r.dataset == ds and r.method == method]
             if sel:
                 report.results.append({"dataset": ds, "method": method, **_score(sel)})
             for fault in sorted({r.fault for r in sel}):
                 fsel = [r for r in sel if r.fault == fault]
                 report.by_fault.append({"dataset": ds, "method": method, "fault": fault, **_score(fsel)})
+    report.speed = _speed_ratios(report.results)
+    for peer in loaded:
+        failed = [r for r in rows if r.method == peer.method and r.error]
+        if failed:
+            report.warnings.append(f"{peer.method} failed on {len(failed)} of "
+                                   f"{sum(r.method == peer.method for r in rows)} case(s), counted as misses "
+                                   f"(first: {failed[0].case}: {failed[0].error})")
     vig = [r for r in rows if r.method == "vigil"]
     for lo, hi in zip(CONFIDENCE_BINS, CONFIDENCE_BINS[1:], strict=False):
         sel = [r for r in vig if lo <= (r.confidence or 0.0) < hi]

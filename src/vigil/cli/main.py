@@ -143,16 +143,23 @@ def bench(paths: Annotated[list[Path], typer.Argument(help="Folders with labeled
           json_out: Annotated[Path | None, typer.Option("--json", help="Write the results here.")] = None,
           alert_offset: Annotated[float, typer.Option(
               "--alert-offset", help="Move every alert by this many seconds (late: positive), to see how "
-                                     "the answers hold up when the alert time is off the onset.")] = 0.0) -> None:
-    """Benchmark the engine and the BARO baseline on every labeled case found."""
+                                     "the answers hold up when the alert time is off the onset.")] = 0.0,
+          peers: Annotated[str, typer.Option(
+              "--peers", help="Also run these published methods by their own code (rcaeval), comma-separated: "
+                              "baro, nsigma. Needs the peers extra: pip install -e '.[peers]'.")] = "",
+          ) -> None:
+    """Benchmark the engine (and, with --peers, published methods) on every labeled case found."""
     from vigil.bench import run_bench
+    from vigil.bench.peers import load_peers
+    peer_names = [n.strip() for n in peers.split(",") if n.strip()]
+    load_peers(peer_names)            # an unknown name or a missing rcaeval: one line, before any work
     with _progress() as p:
         task = p.add_task("bench", total=None)
 
         def progress(rec, i, n):
             p.update(task, total=n, completed=i, description=f"bench {rec.name}")
 
-        rep = run_bench(paths, progress=progress, alert_offset_s=alert_offset)
+        rep = run_bench(paths, progress=progress, alert_offset_s=alert_offset, peers=peer_names)
     for w in sorted(set(rep.warnings)):
         err.print(f"[yellow]warning:[/] {w}")
     # plain Markdown tables: they never truncate and paste straight into a note
@@ -170,6 +177,10 @@ def bench(paths: Annotated[list[Path], typer.Argument(help="Folders with labeled
                  ("AC@3", "ac@3"), ("AC@5", "ac@5"), ("Avg@5", "avg@5"), ("fault kind", "fault_kind_accuracy"),
                  ("median s", "median_s"), ("max s", "max_s")]
     md("Root-cause localisation, service level", main_cols, rep.results)
+    if rep.speed:
+        md("Time per case: Vigil's median over rcaeval-baro's (both include fetching the observation)",
+           [("dataset", "dataset"), ("vigil median s", "vigil_median_s"),
+            ("rcaeval-baro median s", "rcaeval-baro_median_s"), ("ratio", "ratio")], rep.speed)
     md("By fault type", main_cols[:2] + [("fault", "fault")] + main_cols[2:], rep.by_fault)
     md("Calibration (vigil): how often the top-1 was right, by its confidence",
        [("top-1 confidence", "confidence"), ("cases", "cases"), ("top-1 right", "top1_right")], rep.calibration)
