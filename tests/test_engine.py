@@ -11,8 +11,8 @@ import pytest
 from vigil.agent.investigator import observe
 from vigil.engine import Observation, Settings, analyze
 from vigil.engine.baro import baro_rank
-from vigil.engine.logs import mask
 from vigil.engine.stats import effect, null_max, poisson_z, robust_location_scale
+from vigil.engine.templates import mask
 from vigil.ingest import discover
 from vigil.model import Alert, Edge, FaultKind, Resource, Topology
 from vigil.store.telemetry import TelemetryStore
@@ -134,8 +134,8 @@ def test_a_new_error_line_names_the_fault_kind_whatever_scored_highest(error_lin
     a = analyze(obs)
     top = a.hypotheses[0]
     assert top.resource == "food" and top.fault_kind is kind, (top.fault_kind, top.why)
-    strongest = max((f for f in a.findings if f.resource == "food" and f.category == "pattern"), key=lambda f: f.score)
-    assert strongest.detail["direction"] == "missing"          # the error line was not the strongest change
+    strongest = max((f for f in a.findings if f.resource == "food" and f.hypothesis == "pattern"), key=lambda f: f.score)
+    assert strongest.detail.direction == "missing"          # the error line was not the strongest change
     assert "#245" in top.why or "DispatcherServlet" in top.why
 
 
@@ -143,7 +143,7 @@ def test_a_late_alert_still_sees_the_faults_first_requests():
     """The fault began 58 s before the alert and the recording stops right after it (as Nezha's stop
     early): read only from the alert on, one faulty request says nothing against a step that usually
     (4 in 5 requests) happens; read from the onset guard before it, its vanishing stands out."""
-    from vigil.engine.patterns import Config, rank_root_causes
+    from vigil.engine.analyzers.patterns import rank_root_causes
 
     def normal(i):
         return ["INFO c.FoodController#10 [getAllFood] start"] + (
@@ -156,8 +156,8 @@ def test_a_late_alert_still_sees_the_faults_first_requests():
     si, li = _visits(59, ONSET - 58, faulty)
     spans, logs = pd.concat([sb, si], ignore_index=True), pd.concat([lb, li], ignore_index=True)
     base = [(ONSET - 300, ONSET - 60)]
-    assert "food" not in [r[0] for r in rank_root_causes(logs, spans, base, ONSET, cfg=Config(early=0.0))]
-    ranked = rank_root_causes(logs, spans, base, ONSET, cfg=Config(early=60.0))
+    assert "food" not in [r[0] for r in rank_root_causes(logs, spans, base, ONSET, early=0.0)]
+    ranked = rank_root_causes(logs, spans, base, ONSET, early=60.0)
     assert ranked and ranked[0][0] == "food" and "missing" in ranked[0][2]
     a = analyze(Observation(onset=ONSET, spans=spans, logs=logs, topology=topo(("web", "food"))))
     assert a.hypotheses[0].resource == "food"

@@ -10,8 +10,8 @@ from datetime import UTC, datetime, timedelta
 import pandas as pd
 
 from vigil.engine import Analysis, Observation, Settings, analyze
-from vigil.engine.traces import call_edges
 from vigil.errors import InputError
+from vigil.frames import call_edges
 from vigil.model import Alert, Investigation, InvestigationStatus, JournalKind, Trigger, TriggerKind, Window
 from vigil.respond.cause import conclude as conclude_with_change
 from vigil.sources.base import TelemetrySource

@@ -22,10 +22,10 @@ from vigil.api.auth import (
 )
 from vigil.api.errors import ERROR_RESPONSES, ApiError, error
 from vigil.api.schemas import AlertsAccepted
+from vigil.ingest import otlp
 from vigil.integrations import WebhookRejected, alertmanager, generic, grafana, pagerduty, sns
 from vigil.integrations.common import load_json, resolve_secret
 from vigil.model import IncomingAlert, Role
-from vigil.server import otlp
 
 router = APIRouter(responses=ERROR_RESPONSES)
 OtlpWriter = Annotated[Principal, need_own_space(Role.OPERATOR)]

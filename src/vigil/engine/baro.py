@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from vigil.engine.observation import Observation, Settings
+from vigil.engine.observation import Observation
+from vigil.engine.settings import Settings
 
 
 def baro_rank(obs: Observation, s: Settings | None = None) -> list[tuple[str, float]]:

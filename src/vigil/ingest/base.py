@@ -8,7 +8,6 @@ from __future__ import annotations
 import gzip
 import io
 import logging
-import re
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from vigil.errors import InputError
+from vigil.frames import level_of, service_of_pod  # noqa: F401  (re-exported for importers)
 from vigil.model import Alert, FaultKind
 from vigil.store.telemetry import TelemetryWriter
 
@@ -104,28 +104,6 @@ def read_csv(path: Path, bad_lines: list[str] | None = None, **kwargs) -> pd.Dat
             ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InputError(f"{path}: cannot read CSV ({first})") from None
-
-
-_POD_SUFFIX = re.compile(r"-[0-9a-f]{5,10}-[0-9a-z]{5}$")
-_POD_SUFFIX_SHORT = re.compile(r"-[0-9a-z]{5}$")
-
-
-def service_of_pod(pod: str) -> str:
-    """Kubernetes pod name to its workload: strip ``-<replicaset hash>-<id>`` (or a lone ``-<id>``)."""
-    s = _POD_SUFFIX.sub("", pod)
-    return s if s != pod else pod
-
-
-_LEVEL = re.compile(r"\b(FATAL|CRITICAL|SEVERE|ERROR|ERR|WARNING|WARN|INFO|DEBUG|TRACE)\b")
-_LEVEL_NORMAL = {"FATAL": "ERROR", "CRITICAL": "ERROR", "SEVERE": "ERROR", "ERR": "ERROR", "WARNING": "WARN"}
-
-
-def level_of(text: str) -> str:
-    """The log level a line states about itself (first level word in its first 200 characters)."""
-    m = _LEVEL.search(text[:200].upper()) if text else None
-    if not m:
-        return ""
-    return _LEVEL_NORMAL.get(m.group(1), m.group(1))
 
 
 # Fault names of the chaos-injection benchmarks (RCD, RCAEval) and the fault kind each one is.

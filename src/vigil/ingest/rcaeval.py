@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from vigil.engine.traces import call_edges
 from vigil.errors import InputError
+from vigil.frames import call_edges
 from vigil.ingest.base import (
     CHAOS_FAULT_KINDS,
     Case,

@@ -17,8 +17,8 @@ from typing import Any
 
 import pandas as pd
 
+from vigil.frames import FRAME_COLUMNS
 from vigil.integrations.common import WebhookRejected, parse_time
-from vigil.sources.base import FRAME_COLUMNS
 
 MAX_TEXT = 300
 

@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from vigil.app import App
 from vigil.engine import Settings as EngineSettings
 from vigil.errors import InputError, NotFound
+from vigil.ingest.otlp import OtlpIngest
 from vigil.model import (
     AlertOutcome,
     ApiToken,
@@ -24,7 +25,6 @@ from vigil.model import (
 )
 from vigil.server.feed import ChangeFeed
 from vigil.server.metrics import ServerMetrics
-from vigil.server.otlp import OtlpIngest
 from vigil.server.settings import ServerSettings
 from vigil.server.starting import plan_start
 from vigil.server.worker import WorkerPool

@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
-from vigil.engine.metrics import categorize
+from vigil.engine.roles import category as categorize
 from vigil.errors import InputError
 from vigil.model import Alert, JournalEntry, JournalKind, StartingPoint, Trigger, TriggerKind, Window
 from vigil.sources.base import TelemetrySource

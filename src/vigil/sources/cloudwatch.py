@@ -19,7 +19,7 @@ import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from vigil.ingest.base import level_of
+from vigil.frames import level_of
 from vigil.model import Alert, Edge, EdgeKind, EdgeSource, Resource, Topology
 from vigil.sources.connector import Connector, ConnectorConfig, SecretRef, SourceError, empty
 from vigil.sources.safety import check_url

@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 import pandas as pd
 from pydantic import Field
 
-from vigil.engine.traces import call_edges
+from vigil.frames import call_edges
 from vigil.model import Edge, EdgeKind, EdgeSource, Resource, Topology
 from vigil.sources.base import FRAME_COLUMNS
 from vigil.sources.connector import Connector, HttpConfig, SourceError, empty

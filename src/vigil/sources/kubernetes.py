@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 import pandas as pd
 from pydantic import Field, field_validator, model_validator
 
-from vigil.ingest.base import service_of_pod
+from vigil.frames import service_of_pod
 from vigil.model import Edge, EdgeKind, EdgeSource, Resource, Topology
 from vigil.sources.connector import Connector, ConnectorConfig, SecretRef, SourceError, empty
 from vigil.sources.safety import check_url, unsafe_reason, vet_urllib3

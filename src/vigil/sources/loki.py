@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from vigil.ingest.base import level_of
+from vigil.frames import level_of
 from vigil.model import Resource, Topology
 from vigil.sources.base import FRAME_COLUMNS
 from vigil.sources.connector import Connector, HttpConfig, SourceError, empty

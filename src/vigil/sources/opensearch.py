@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 import pandas as pd
 from pydantic import Field
 
-from vigil.ingest.base import level_of
+from vigil.frames import level_of
 from vigil.sources.base import FRAME_COLUMNS
 from vigil.sources.connector import Connector, HttpConfig, SecretRef, SourceError, empty
 from vigil.sources.httpjson import one_line

@@ -22,7 +22,7 @@ import httpx
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-from vigil.ingest.base import service_of_pod
+from vigil.frames import service_of_pod
 from vigil.integrations.common import WebhookRejected, labels_fingerprint, parse_time, resource_of
 from vigil.model import Alert
 from vigil.sources.connector import Connector, HttpConfig, SourceError, empty

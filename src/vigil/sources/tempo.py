@@ -27,9 +27,9 @@ from google.protobuf import json_format
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 from pydantic import Field
 
-from vigil.engine.traces import call_edges
+from vigil.frames import call_edges
+from vigil.ingest.otlp import decode_spans
 from vigil.model import Resource, Topology
-from vigil.server.otlp import decode_spans
 from vigil.sources.connector import Connector, HttpConfig, SourceError, empty
 from vigil.sources.httpjson import JsonHttp, one_line
 

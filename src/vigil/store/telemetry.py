@@ -13,8 +13,8 @@ import duckdb
 import pandas as pd
 
 from vigil.errors import InputError
+from vigil.frames import FRAME_COLUMNS, conform
 from vigil.model import Alert, Edge, Resource, Topology
-from vigil.sources.base import FRAME_COLUMNS, conform
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS metrics (space VARCHAR, resource VARCHAR, name VARCHAR, ts DOUBLE, value DOUBLE);

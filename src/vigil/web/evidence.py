@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from vigil.engine.logs import mask
+from vigil.engine.templates import mask
 from vigil.model import EvidenceKind, Hypothesis, Investigation, Topology
 from vigil.report.charts import Axis, metric_chart
 from vigil.web.svg import bars_svg, timeline_svg, topology_svg, waterfall_svg

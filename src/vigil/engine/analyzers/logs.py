@@ -3,99 +3,22 @@ the incident window: new templates, templates whose share changed, error-level s
 
 from __future__ import annotations
 
-import logging
 import re
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from drain3 import TemplateMiner
-from drain3.template_miner_config import TemplateMinerConfig
 
-from vigil.engine.findings import Finding
-from vigil.engine.observation import Observation, Settings
+from vigil.engine.findings import Finding, LogShift, TemplateCount
+from vigil.engine.prepared import Prepared
 from vigil.engine.stats import effect, null_max, poisson_z
-from vigil.model import EvidenceKind
+from vigil.model import EvidenceKind, FaultKind
 
-logging.getLogger("drain3").setLevel(logging.WARNING)
-
-_MASKS = [
-    (re.compile(r"\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}:\d{2}(?:[.,]\d+)?Z?)?"), "<TS>"),
-    (re.compile(r"\b\d{1,2}:\d{2}:\d{2}(?:[.,]\d+)?\b"), "<TS>"),
-    (re.compile(r"\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b"), "<UUID>"),
-    (re.compile(r"\b\d{1,3}(?:\.\d{1,3}){3}(?::\d+)?\b"), "<IP>"),
-    (re.compile(r"\b(?=[0-9a-fA-F]*\d)[0-9a-fA-F]{12,}\b"), "<HEX>"),
-    (re.compile(r"(?<![#\w.])[-+]?\d+(?:\.\d+)?(?![\w.])"), "<NUM>"),   # keep '#123' (source line ids)
-]
 _ERROR_WORDS = re.compile(r"exception|error|fail|refused|timeout|timed out|unavailable|denied|panic|traceback",
                           re.I)
 
 
 _EXCEPTION_WORDS = re.compile(r"exception|throw|traceback|stack ?trace|panic|segfault|fatal", re.I)
-_MAX_CHARS = 400
-
-
-HAS_DIGIT = re.compile(r"\d")
-# tokens that are wholly one masked value (what the full pass would turn into exactly this placeholder)
-_WHOLE_TOKEN = ((re.compile(r"(?=[0-9a-fA-F]*\d)[0-9a-fA-F]{12,}"), "<HEX>"),
-                (re.compile(r"\d{1,2}:\d{2}:\d{2}(?:[.,]\d+)?"), "<TS>"))
-_TOKEN_CACHE: dict[str | None, dict[str, str]] = {}
-_TOKEN_CACHE_MAX = 200_000
-
-
-def _mask_new_token(tok: str, placeholder: str | None, cache: dict[str, str]) -> str:
-    if not HAS_DIGIT.search(tok):
-        out = tok
-    else:
-        for shape, repl in _WHOLE_TOKEN:    # unique ids and times: one test, and not worth caching
-            if shape.fullmatch(tok):
-                return placeholder or repl
-        out = tok
-        for pattern, repl in _MASKS:
-            out = pattern.sub(placeholder or repl, out)
-    if len(cache) > _TOKEN_CACHE_MAX:
-        cache.clear()
-    cache[tok] = out
-    return out
-
-
-def mask_tokens(tokens: list[str], placeholder: str | None = None) -> list[str]:
-    """Whitespace-separated tokens with their variable parts masked (``placeholder`` replaces every
-    kind of mask when given). Cached per token: most tokens recur from line to line."""
-    cache = _TOKEN_CACHE.setdefault(placeholder, {})
-    get = cache.get
-    return [get(t) or _mask_new_token(t, placeholder, cache) for t in tokens]
-
-
-def mask(line: str) -> str:
-    """Replace variable parts (times, ids, addresses, numbers) with placeholders, token by token."""
-    return " ".join(mask_tokens(line.split()))
-
-
-@dataclass
-class Templates:
-    """Template id per log line, and the template text per id."""
-
-    ids: np.ndarray
-    text: dict[int, str]
-
-
-def mine_templates(bodies: pd.Series) -> Templates:
-    config = TemplateMinerConfig()
-    config.drain_sim_th = 0.6
-    config.drain_depth = 6          # drain keys its tree on depth-3 leading tokens: time, level, logger stay literal
-    config.parametrize_numeric_tokens = False   # numbers are masked above; "Class#46" must stay literal
-    miner = TemplateMiner(config=config)
-    # identical lines are masked once; the distinguishing part of a line is at its start
-    codes, raw = pd.factorize(bodies.astype(str).str.slice(0, _MAX_CHARS))
-    masked = pd.Series([mask(b) for b in raw], dtype=object)
-    inverse_raw, uniq = pd.factorize(masked)
-    inverse = inverse_raw[codes]
-    cluster_of = np.empty(len(uniq), dtype=np.int64)
-    for i, line in enumerate(uniq):
-        cluster_of[i] = miner.add_log_message(line)["cluster_id"]
-    text = {c.cluster_id: c.get_template() for c in miner.drain.clusters}
-    return Templates(ids=cluster_of[inverse], text=text)
 
 
 def _expected(b: np.ndarray, n_base: int, n_inc: int, op_b: np.ndarray, op_i: np.ndarray) -> np.ndarray:
@@ -112,10 +35,10 @@ def _z(i: np.ndarray, expected: np.ndarray) -> np.ndarray:
     return np.array([poisson_z(x, e) for x, e in zip(i, expected, strict=False)])
 
 
-def _span_operations(obs: Observation, lg: pd.DataFrame, masks: dict[str, np.ndarray]):
+def _span_operations(p: Prepared, lg: pd.DataFrame, masks: dict[str, np.ndarray]):
     """Operation of each log line's span (same service), and span counts per (service, operation) in
     each window."""
-    sp = obs.spans
+    sp = p.spans
     if sp.empty or "span_id" not in lg.columns:
         return None, None
     key = sp[["resource", "span_id", "operation"]].drop_duplicates(["resource", "span_id"])
@@ -136,17 +59,39 @@ def _op_count(op_counts, window: str, resource: str, ops: list) -> np.ndarray:
     return np.array([float(cnt.get((resource, o), 0)) if o is not None else -1.0 for o in ops])
 
 
-def analyze_logs(obs: Observation, s: Settings) -> list[Finding]:
-    lg = obs.logs
+@dataclass(frozen=True)
+class Config:
+    pass
+
+
+class Logs:
+    """Aggregate log template shifts: scored only where request patterns cannot be built (no spans tie
+    logs to requests); otherwise the patterns family already reads the same logs."""
+
+    name = "logs"
+    family = "logs"
+    Config = Config
+
+    def missing(self, p: Prepared) -> str | None:
+        return None if p.available["logs"] else "no logs"
+
+    def analyze(self, p: Prepared, config: Config) -> list[Finding]:
+        return analyze_logs(p)
+
+
+def analyze_logs(p: Prepared) -> list[Finding]:
+    s = p.settings
+    lg = p.logs
     if lg.empty:
         return []
+    lg = lg.assign(_row=np.arange(len(lg)), _lvl=p.log_levels)
     # An alert fires after the fault began: evidence from shortly before it belongs to the incident,
     # and the reference windows stop short of it.
-    start = obs.onset - s.onset_guard_s
+    start = p.onset - s.onset_guard_s
     windows = {
-        "base": lambda t: obs.in_baseline(t, s.event_lookback_s, guard_s=s.onset_guard_s, min_marked=s.min_events),
-        "recent": lambda t: (t >= obs.onset - s.event_lookback_s) & (t < start),
-        "inc": lambda t: (t >= start) & (t <= obs.onset + s.after_s),
+        "base": lambda t: p.reference(t, s.event_lookback_s, guard_s=s.onset_guard_s, min_points=s.min_events)[0],
+        "recent": lambda t: (t >= p.onset - s.event_lookback_s) & (t < start),
+        "inc": lambda t: (t >= start) & (t <= p.onset + s.after_s),
     }
     ts = lg["ts"].to_numpy(dtype=float)
     base_mask, recent_mask, inc_mask = (windows[w](ts) for w in ("base", "recent", "inc"))
@@ -156,13 +101,13 @@ def analyze_logs(obs: Observation, s: Settings) -> list[Finding]:
     lg = lg[keep].reset_index(drop=True)
     base_mask, recent_mask, inc_mask = base_mask[keep], recent_mask[keep], inc_mask[keep]
     separate_recent = bool((recent_mask & ~base_mask).any())
-    tpl = mine_templates(lg["body"])
-    level = lg["level"].fillna("").astype(str).str.upper().to_numpy()
-    line_ops, op_counts = _span_operations(obs, lg, windows)
-    frame = pd.DataFrame({"resource": lg["resource"].to_numpy(), "tpl": tpl.ids, "base": base_mask,
+    tpl_ids, level = p.template_ids(lg["_row"].to_numpy()), lg["_lvl"].to_numpy()
+    line_ops, op_counts = _span_operations(p, lg, windows)
+    frame = pd.DataFrame({"resource": lg["resource"].to_numpy(), "tpl": tpl_ids, "base": base_mask,
                           "recent": recent_mask, "inc": inc_mask, "err": (level == "ERROR") | (level == "WARN"),
                           "op": line_ops if line_ops is not None else None})
-    errorish_tpl = {t: bool(_ERROR_WORDS.search(x)) for t, x in tpl.text.items()}
+    text = p.templater.text
+    errorish_tpl = {int(t): bool(_ERROR_WORDS.search(text(t))) for t in np.unique(tpl_ids)}
 
     per_res: dict[str, pd.DataFrame] = {}
     elevated: set[tuple[str, int]] = set()
@@ -233,21 +178,21 @@ def analyze_logs(obs: Observation, s: Settings) -> list[Finding]:
         g = frame[frame["resource"] == resource]
         rows = g.index[(g["tpl"].to_numpy() == tid) & (g["inc"].to_numpy() if i else True)][:3]
         samples = [bodies[p][:400] for p in rows]
-        templates = [{"template": tpl.text.get(int(t), "")[:300],
-                      "shift": ("new" if r.b == 0 else "more") if r.z > 0 else ("gone" if r.i == 0 else "fewer"),
-                      "before": int(r.b), "just_before": int(r.r), "after": int(r.i), "expected": round(r.expected, 2),
-                      "error": bool(r.error), "z": round(float(r.z), 2)}
+        templates = [TemplateCount(template=text(int(t))[:300],
+                                   shift=("new" if r.b == 0 else "more") if r.z > 0 else ("gone" if r.i == 0 else "fewer"),
+                                   before=int(r.b), just_before=int(r.r), after=int(r.i),
+                                   expected=round(r.expected, 2), error=bool(r.error), z=round(float(r.z), 2))
                      for t, r in zip(c.index[:5], c.iloc[:5].itertuples(), strict=False)]
+        detail = LogShift(templates=templates, samples=samples, shift=kind, per_request=bool(top["per_request"]),
+                          exception=bool(_EXCEPTION_WORDS.search(text(tid) + " ".join(samples[:1]))),
+                          error_origin_traces=votes, error_traces=traces, lines_before=int(g["base"].sum()),
+                          lines_after=int(g["inc"].sum()))
+        hyp = "errors" if is_err else "template"
         findings.append(Finding(
-            resource=resource, signal=EvidenceKind.LOG, category="errors" if is_err else "template", score=score,
-            title=f"log template {kind}: '{tpl.text.get(tid, '')[:120]}' ({b} before, {i} after)",
-            first_ts=float(tss[rows[0]]) if len(rows) and i else None,
-            detail={"templates": templates, "samples": samples, "shift": kind,
-                    "per_request": bool(top["per_request"]),
-                    "exception": bool(_EXCEPTION_WORDS.search(tpl.text.get(tid, "") + " ".join(samples[:1]))),
-                    "error_origin_traces": votes,
-                    "error_traces": traces, "lines_before": int(g["base"].sum()),
-                    "lines_after": int(g["inc"].sum())}))
+            resource=resource, family="logs", hypothesis=hyp, signal=EvidenceKind.LOG, score=score,
+            title=f"log template {kind}: '{text(tid)[:120]}' ({b} before, {i} after)",
+            fault_kind=log_kind(hyp, detail)[0], first_ts=float(tss[rows[0]]) if len(rows) and i else None,
+            detail=detail))
     return findings
 
 
@@ -266,3 +211,16 @@ def _error_origins(lg: pd.DataFrame, frame: pd.DataFrame, elevated: set[tuple[st
     first = ev.groupby("trace")["resource"].first().value_counts()
     seen = ev.drop_duplicates(["trace", "resource"])["resource"].value_counts()
     return {str(r): (int(first.get(r, 0)), int(n)) for r, n in seen.items()}
+
+
+def log_kind(hypothesis: str, d: LogShift) -> tuple[FaultKind, str]:
+    """What a log shift says about the fault."""
+    if hypothesis == "errors" and d.exception:
+        return FaultKind.ERROR, "it started throwing exceptions (new or more frequent exception logs)"
+    if hypothesis == "errors":
+        return FaultKind.LOGIC, ("it reports a wrong value or state without an exception (new or more "
+                                 "frequent application error logs)")
+    if d.per_request and d.shift in ("gone", "fewer"):
+        return FaultKind.ERROR, ("a code path stops midway: requests keep arriving but the log line that "
+                                 "follows stops, as when an exception aborts it")
+    return FaultKind.LOGIC, "its log pattern changed (templates appeared or vanished) without errors"

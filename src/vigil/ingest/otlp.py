@@ -34,8 +34,8 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 from opentelemetry.proto.metrics.v1 import metrics_pb2
 
 from vigil.errors import InputError
+from vigil.frames import FRAME_COLUMNS
 from vigil.model import Resource, Topology
-from vigil.sources.base import FRAME_COLUMNS
 from vigil.store.telemetry import TelemetryStore
 
 PROTOBUF = "application/x-protobuf"

@@ -50,34 +50,20 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from vigil.engine import roles
+from vigil.engine.findings import Finding, SeriesShift
+from vigil.engine.prepared import Prepared
 from vigil.engine.stats import median, quantile
-
-ROLES = [  # (role, pattern) first match wins
-    ("node", re.compile(r"^node|host", re.I)),
-    ("cpu", re.compile(r"cpu", re.I)),
-    ("mem", re.compile(r"mem|rss|heap", re.I)),
-    ("disk", re.compile(r"disk|iops|fs_|filesystem|diskio", re.I)),
-    ("srv_lat", re.compile(r"server.*lat|lat.*server", re.I)),
-    ("cli_lat", re.compile(r"client.*lat|lat.*client", re.I)),
-    ("lat", re.compile(r"latency|duration|response.?time|(?:^|[_-])lat(?:$|[_-])", re.I)),
-    ("success", re.compile(r"success|availability", re.I)),
-    ("errors", re.compile(r"error|fail|5xx|exception", re.I)),
-    ("load", re.compile(r"workload|ops|qps|rps|request|throughput", re.I)),
-]
-
+from vigil.model import EvidenceKind, FaultKind
 
 ERR_OP = re.compile(r"error|exception|fault|fail", re.I)
 
 
-def role_of(name: str) -> str:
-    for r, p in ROLES:
-        if p.search(name):
-            return r
-    return "other"
+role_of = roles.role
 
 
 @dataclass
-class Cfg:
+class Config:
     lookback_s: float = 30 * 60      # metric history used as baseline; its median is robust to an earlier incident
     post_s: float = 4 * 60           # window after onset
     min_base: int = 3                # minimum baseline points per series
@@ -98,7 +84,7 @@ class Cfg:
                                                    "traffic": 1.0, "trace": 1.0, "entry": 1.0})
 
 
-def _gate(z, c: Cfg):
+def _gate(z, c: Config):
     z = np.abs(np.nan_to_num(z))
     return np.clip((z - c.z_lo) / (c.z_hi - c.z_lo), 0.0, 1.0)
 
@@ -129,7 +115,7 @@ def _group_slices(codes: np.ndarray) -> tuple[np.ndarray, list[tuple[int, int, i
     return order, [(int(s[a]), int(a), int(e)) for a, e in zip(starts, ends, strict=True)]
 
 
-def series_effects(df: pd.DataFrame, keys: list[str], onset: float, c: Cfg, log: bool = True,
+def series_effects(df: pd.DataFrame, keys: list[str], onset: float, c: Config, log: bool = True,
                    stat: str = "median") -> pd.DataFrame:
     """df long (keys..., ts, value) -> one row per series with d (log fold change) and z.
     log=False: the values are already on a log scale (d is then a plain difference)."""
@@ -189,35 +175,17 @@ def _mean(x):
     return float(np.mean(x)) if x else np.nan
 
 
-def _parent_child(spans: pd.DataFrame | None, onset: float, c: Cfg) -> pd.DataFrame:
-    """Each span joined to its parent span (same trace), restricted to the analysis window.
-    Columns: res, op, dur, p_res, p_op, p_dur, p_start, pkey (integer id of the parent span)."""
-    cols = ["res", "op", "dur", "p_res", "p_op", "p_dur", "p_start", "pkey"]
-    if spans is None or spans.empty:
-        return pd.DataFrame(columns=cols)
-    sp = spans[(spans.start > onset - c.trace_lookback_s) & (spans.start <= onset + c.post_s)]
-    if sp.empty:
-        return pd.DataFrame(columns=cols)
-    # integer ids: string joins on arrow-backed columns are the slow part
-    n = len(sp)
-    tcode = pd.factorize(sp.trace_id.to_numpy(object))[0].astype(np.int64)
-    scode = pd.factorize(np.concatenate([sp.span_id.to_numpy(object), sp.parent_id.to_numpy(object)]))[0]
-    m = np.int64(scode.max() + 1)
-    sid, pid = tcode * m + scode[:n], tcode * m + scode[n:]
-    res = pd.Categorical(sp.resource.to_numpy(object))
-    op = pd.Categorical(sp.operation.to_numpy(object))
-    base = pd.DataFrame({"sid": sid, "pid": pid, "res": res, "op": op,
-                         "dur": sp.duration_ms.to_numpy(float), "start": sp.start.to_numpy(float)})
-    par = base.drop_duplicates("sid").set_index("sid")
-    j = base[base.pid.isin(par.index)]
-    p = par.loc[j.pid.to_numpy()]
-    return pd.DataFrame({"res": j.res.astype(str).to_numpy(), "op": j.op.astype(str).to_numpy(),
-                         "dur": j.dur.to_numpy(), "p_res": p.res.astype(str).to_numpy(),
-                         "p_op": p.op.astype(str).to_numpy(), "p_dur": p.dur.to_numpy(),
-                         "p_start": p.start.to_numpy(), "pkey": j.pid.to_numpy()})
+def _parent_child(p: Prepared, onset: float, c: Config) -> pd.DataFrame:
+    """Spans joined to their parents (the run's shared join), both inside the analysis window."""
+    pc = p.span_parents
+    if pc.empty:
+        return pc
+    lo, hi = onset - c.trace_lookback_s, onset + c.post_s
+    keep = (pc["start"] > lo) & (pc["start"] <= hi) & (pc["p_start"] > lo) & (pc["p_start"] <= hi)
+    return pc[keep.to_numpy()]
 
 
-def _trace_evidence(pc: pd.DataFrame, onset: float, c: Cfg) -> dict:
+def _trace_evidence(pc: pd.DataFrame, onset: float, c: Config) -> dict:
     """Per service: how much its own call pattern changed.  For every span of service s, the set
     of operations of its direct children that s itself emits (client calls / internal steps).
     For each pair (A, B) of child ops seen together in the baseline, P(B | A) before vs after;
@@ -287,7 +255,7 @@ def _trace_evidence(pc: pd.DataFrame, onset: float, c: Cfg) -> dict:
     return ev
 
 
-def _trace_edge_gaps(pc: pd.DataFrame, onset: float, c: Cfg, step: float = 60.0) -> pd.DataFrame:
+def _trace_edge_gaps(pc: pd.DataFrame, onset: float, c: Config, step: float = 60.0) -> pd.DataFrame:
     """Per-edge caller-vs-callee latency from spans: a caller's client span and the callee's server
     span directly under it.  Returns long (src, dst, ts, value) with value = median over the minute
     of log(client duration / server duration)."""
@@ -299,10 +267,10 @@ def _trace_edge_gaps(pc: pd.DataFrame, onset: float, c: Cfg, step: float = 60.0)
     return j.groupby(["src", "dst", "ts"], as_index=False).value.median()
 
 
-def rank(metrics: pd.DataFrame, spans: pd.DataFrame | None, edges: pd.DataFrame, onset: float,
-         edge_metrics: pd.DataFrame | None = None, cfg: Cfg | None = None, debug: bool = False):
+def rank(p: Prepared, metrics: pd.DataFrame, edges: pd.DataFrame, onset: float,
+         edge_metrics: pd.DataFrame | None = None, cfg: Config | None = None, debug: bool = False):
     """Ranked [(service, score, fault_kind_guess, evidence)], best first (debug: + per-hypothesis dict)."""
-    c = cfg or Cfg()
+    c = cfg or Config()
     calls = edges[edges.kind == "calls"] if "kind" in edges else edges
     # prefer measured (trace) weights when the same edge appears twice
     calls = calls.sort_values("weight").drop_duplicates(["src", "dst"], keep="last")
@@ -356,7 +324,7 @@ def rank(metrics: pd.DataFrame, spans: pd.DataFrame | None, edges: pd.DataFrame,
         for r in ge.itertuples():
             gap[(r.src, r.dst)] = (r.d * _gate(r.z, c), r.d, r.z)
 
-    pc = _parent_child(spans, onset, c)
+    pc = _parent_child(p, onset, c)
     if not gap and not pc.empty:
         tg = _trace_edge_gaps(pc, onset, c)
         if not tg.empty:
@@ -487,49 +455,36 @@ def rank(metrics: pd.DataFrame, spans: pd.DataFrame | None, edges: pd.DataFrame,
 
 
 # -- the engine's analyzer interface ---------------------------------------------------------------
-_KIND_CATEGORY = {"cpu": "cpu", "memory": "memory", "disk": "disk", "latency": "latency", "network": "network", "traffic": "traffic",
-                  "trace": "trace-pattern", "entry": "entry"}
+_KIND_CATEGORY = {"cpu": "cpu", "memory": "memory", "disk": "disk", "latency": "latency", "network": "network",
+                  "traffic": "traffic", "trace": "trace-pattern", "entry": "entry"}
+_FAULT_KIND = {"cpu": FaultKind.CPU, "memory": FaultKind.MEMORY, "disk": FaultKind.DISK,
+               "network": FaultKind.NETWORK_DELAY, "latency": FaultKind.LATENCY, "traffic": FaultKind.ERROR,
+               "trace": FaultKind.ERROR, "entry": FaultKind.ERROR}
 
 
-def analyze_local(obs, s) -> list:
-    """Observation -> Findings (signal METRIC or TRACE, category ``local:<hypothesis>``)."""
-    from vigil.engine.findings import Finding
-    from vigil.engine.traces import call_edges
-    from vigil.model import EdgeKind, EvidenceKind
+class Local:
+    """Hypothesis-specific local evidence per service (see the module's docstring)."""
 
-    kinds = {r.name: r.kind for r in obs.topology.resources}
-    m = obs.metrics
-    if m.empty and obs.spans.empty:
-        return []
-    # map over the distinct values: a Python call per row is the slow part on long frames
-    is_edge = (m["resource"].map({r: kinds.get(r) == "edge" for r in m["resource"].unique()}).astype(bool)
-               if len(m) else pd.Series(dtype=bool))
-    node_metrics = m[~is_edge] if len(m) else m
-    edge_metrics = None
-    if len(m) and is_edge.any():
-        attrs = {r.name: r.attributes for r in obs.topology.resources if r.kind == "edge"}
-        em = m[is_edge]
-        side = em["name"].map({n: "client" if "client" in n else "server" if "server" in n else ""
-                               for n in em["name"].unique()})
-        edge_metrics = pd.DataFrame({"src": em["resource"].map({r: a.get("src", "") for r, a in attrs.items()}),
-                                     "dst": em["resource"].map({r: a.get("dst", "") for r, a in attrs.items()}),
-                                     "side": side, "ts": em["ts"], "value": em["value"]})
-        edge_metrics = edge_metrics[edge_metrics["side"] != ""]
-    rows = [{"src": e.src, "dst": e.dst, "kind": "calls", "weight": e.weight} for e in obs.topology.edges
-            if e.kind in (EdgeKind.CALLS, EdgeKind.DEPENDS_ON)]
-    rows += [{"src": e.src, "dst": e.dst, "kind": "calls", "weight": e.weight} for e in call_edges(obs.spans)]
-    edges = pd.DataFrame(rows, columns=["src", "dst", "kind", "weight"])
-    spans = obs.spans if len(obs.spans) else None
-    ranked = rank(node_metrics, spans, edges, obs.onset, edge_metrics=edge_metrics, debug=True)
-    out = []
-    for service, _score, kind, evidence, parts, zs in ranked:
-        for hyp, value in parts.items():
-            if value <= 0:
-                continue
-            signal = EvidenceKind.TRACE if hyp == "trace" else EvidenceKind.METRIC
-            text = next((p.split(": ", 1)[1] for p in evidence.split("; ") if p.startswith(f"{hyp}=")), evidence)
-            out.append(Finding(resource=service, signal=signal, category=f"local:{_KIND_CATEGORY[hyp]}",
-                               score=float(value), title=text,
-                               detail={"hypothesis": hyp, "kind_guess": kind, "evidence": evidence,
-                                       **({"z": zs[hyp]} if hyp in zs else {})}))
-    return out
+    name = "local"
+    family = "local"
+    Config = Config
+
+    def missing(self, p: Prepared) -> str | None:
+        return None if p.available["metrics"] or p.available["spans"] else "no metrics and no spans"
+
+    def analyze(self, p: Prepared, config: Config) -> list[Finding]:
+        edge_metrics = p.edge_metrics if len(p.edge_metrics) else None
+        if edge_metrics is not None:
+            edge_metrics = edge_metrics[["src", "dst", "side", "ts", "value"]]
+        ranked = rank(p, p.metrics, p.edges, p.onset, edge_metrics=edge_metrics, cfg=config, debug=True)
+        out = []
+        for service, _score, _kind, evidence, parts, zs in ranked:
+            for hyp, value in parts.items():
+                if value <= 0:
+                    continue
+                signal = EvidenceKind.TRACE if hyp == "trace" else EvidenceKind.METRIC
+                text = next((q.split(": ", 1)[1] for q in evidence.split("; ") if q.startswith(f"{hyp}=")), evidence)
+                out.append(Finding(resource=service, family="local", hypothesis=f"local:{_KIND_CATEGORY[hyp]}",
+                                   signal=signal, score=float(value), title=text, fault_kind=_FAULT_KIND[hyp],
+                                   detail=SeriesShift(metric=hyp, z=float(zs.get(hyp, 0.0)))))
+        return out

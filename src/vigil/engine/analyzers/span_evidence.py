@@ -4,23 +4,15 @@ shifts and error shares; and the service call graph learned from parent/child sp
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
-from vigil.engine.findings import Finding
-from vigil.engine.observation import Observation, Settings
+from vigil.engine.findings import EdgeShift, Finding, SpanEvidence
+from vigil.engine.prepared import Prepared
 from vigil.engine.stats import effect, median, poisson_z, robust_location_scale
-from vigil.model import Edge, EdgeKind, EdgeSource, EvidenceKind
-
-
-def call_edges(spans: pd.DataFrame) -> list[Edge]:
-    if spans.empty:
-        return []
-    parents = spans[["span_id", "resource"]].rename(columns={"span_id": "parent_id", "resource": "caller"})
-    j = spans[["parent_id", "resource"]].merge(parents, on="parent_id")
-    pairs = j[j["caller"] != j["resource"]].groupby(["caller", "resource"]).size()
-    return [Edge(src=a, dst=b, kind=EdgeKind.CALLS, source=EdgeSource.TRACES, weight=float(n))
-            for (a, b), n in pairs.items()]
+from vigil.model import EvidenceKind
 
 
 def _enrich(sp: pd.DataFrame) -> pd.DataFrame:
@@ -45,21 +37,42 @@ def _shift(base: np.ndarray, inc: np.ndarray) -> float:
     return (median(inc) - med) / scale
 
 
-def analyze_traces(obs: Observation, s: Settings) -> list[Finding]:
-    sp = obs.spans
+@dataclass(frozen=True)
+class Config:
+    z_cap: float = 50.0
+
+
+class Spans:
+    """What the leading candidates' spans show: own time per operation, operation volumes, call gaps
+    and failed spans, with an exemplar trace (evidence for people; not scored)."""
+
+    name = "span-evidence"
+    family = "evidence"
+    Config = Config
+
+    def missing(self, p: Prepared) -> str | None:
+        return None if p.available["spans"] else "no spans"
+
+    def analyze(self, p: Prepared, config: Config) -> list[Finding]:
+        return analyze_traces(p, config)
+
+
+def analyze_traces(p: Prepared, c: Config) -> list[Finding]:
+    s = p.settings
+    sp = p.spans
     if sp.empty:
         return []
     t = sp["start"].to_numpy(dtype=float)
-    base_mask = obs.in_baseline(t, s.event_lookback_s, min_marked=s.min_events)
-    inc_mask = (t >= obs.onset) & (t <= obs.onset + s.after_s)
+    base_mask = p.reference(t, s.event_lookback_s, min_points=s.min_events)[0]
+    inc_mask = (t >= p.onset) & (t <= p.onset + s.after_s)
     if not inc_mask.any() or not base_mask.any():
         return []
     sp = _enrich(sp[base_mask | inc_mask].copy())
     t = sp["start"].to_numpy(dtype=float)
-    sp["inc"] = (t >= obs.onset) & (t <= obs.onset + s.after_s)
+    sp["inc"] = (t >= p.onset) & (t <= p.onset + s.after_s)
     findings: list[Finding] = []
     total_b, total_i = int((~sp["inc"]).sum()), int(sp["inc"].sum())
-    described = sp[sp["resource"].isin(obs.focus)] if obs.focus is not None else sp
+    described = sp[sp["resource"].isin(p.focus)] if p.focus is not None else sp
 
     # own latency per (service, operation)
     per_service: dict[str, list[tuple[float, str, dict]]] = {}
@@ -84,22 +97,24 @@ def analyze_traces(obs: Observation, s: Settings) -> list[Finding]:
     for res, items in per_service.items():
         items.sort(key=lambda x: -x[0])
         z, op, d = items[0]
-        findings.append(Finding(res, EvidenceKind.TRACE, "latency", min(z, s.z_cap),
+        findings.append(Finding(res, "evidence", "latency", EvidenceKind.TRACE, min(z, c.z_cap),
                                 f"own time of {op} rose from {d['self_ms_before']:.1f} ms to "
                                 f"{d['self_ms_after']:.1f} ms (robust z {z:.1f})",
-                                detail={**d, "operations": [i[2] for i in items[:5]]}))
+                                detail=SpanEvidence(**d, operations=[i[2] for i in items[:5]])))
     for res, items in volume.items():
         items.sort(key=lambda x: -x[0])
         z, op, d = items[0]
         if z > 0:
-            findings.append(Finding(res, EvidenceKind.TRACE, "operation", min(z, s.z_cap),
+            findings.append(Finding(res, "evidence", "operation", EvidenceKind.TRACE, min(z, c.z_cap),
                                     f"{op}: {d['spans_after']} spans after onset, {d['expected']} expected",
-                                    detail={**d, "operations": [i[2] for i in items[:5]]}))
+                                    detail=SpanEvidence(operation=d["operation"], spans_before=d["spans_before"],
+                                                        spans_after=d["spans_after"], expected=d["expected"],
+                                                        operations=[i[2] for i in items[:5]])))
 
     # network gaps on cross-service edges: a node whose edges (in and out) all slowed is the suspect
     gaps = sp[sp["gap_ms"].notna()]
-    if obs.focus is not None:
-        gaps = gaps[gaps["caller"].isin(obs.focus) | gaps["resource"].isin(obs.focus)]
+    if p.focus is not None:
+        gaps = gaps[gaps["caller"].isin(p.focus) | gaps["resource"].isin(p.focus)]
     edge_z: dict[tuple[str, str], float] = {}
     for (a, b), g in gaps.groupby(["caller", "resource"], sort=False):
         inc = g["inc"].to_numpy()
@@ -111,12 +126,12 @@ def analyze_traces(obs: Observation, s: Settings) -> list[Finding]:
         nodes.setdefault(a, []).append(z)
         nodes.setdefault(b, []).append(z)
     for n, zs in nodes.items():
-        score = float(np.mean(np.minimum(zs, s.z_cap)))
+        score = float(np.mean(np.minimum(zs, c.z_cap)))
         if score > 0:
             slowed = {f"{a}->{b}": round(z, 2) for (a, b), z in edge_z.items() if n in (a, b)}
-            findings.append(Finding(n, EvidenceKind.TRACE, "network", score,
+            findings.append(Finding(n, "evidence", "network", EvidenceKind.TRACE, score,
                                     f"call gaps on {sum(1 for z in zs if z > 3)} of {len(zs)} edges slowed",
-                                    detail={"edges": slowed}))
+                                    detail=EdgeShift(edges=slowed, source="span pairs")))
 
     # errors
     if sp["error"].astype(bool).any():
@@ -127,7 +142,7 @@ def analyze_traces(obs: Observation, s: Settings) -> list[Finding]:
             if ni:
                 z = poisson_z(ei, (eb + 0.5) / (nb + 1) * ni)
                 if z > 0:
-                    findings.append(Finding(str(res), EvidenceKind.TRACE, "errors", min(z, s.z_cap),
+                    findings.append(Finding(str(res), "evidence", "errors", EvidenceKind.TRACE, min(z, c.z_cap),
                                             f"{ei} of {ni} spans failed after onset ({eb} of {nb} before)",
-                                            detail={"errors_before": eb, "errors_after": ei}))
+                                            detail=SpanEvidence(spans_before=nb, spans_after=ni)))
     return findings

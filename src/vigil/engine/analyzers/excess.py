@@ -16,15 +16,16 @@ alert names no node) that each node explains on its own."""
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 import networkx as nx
 import numpy as np
 import pandas as pd
 
-from vigil.engine.findings import Finding
-from vigil.engine.metrics import categorize, series_step
-from vigil.engine.observation import Observation, Settings
-from vigil.model import EdgeKind, EvidenceKind
+from vigil.engine.findings import ExcessShare, Finding
+from vigil.engine.prepared import Prepared, series_step
+from vigil.engine.roles import category
+from vigil.model import EvidenceKind, FaultKind
 
 _MEAN = re.compile(r"average|avg|mean", re.I)
 _MEDIAN = re.compile(r"p50|median|(?:^|[^0-9])50(?:$|[^0-9])", re.I)
@@ -44,7 +45,7 @@ def _node_series(m: pd.DataFrame) -> dict[str, dict[str, str]]:
     roles: dict[str, dict[str, str]] = {}
     for res, names in m.groupby("resource")["name"].unique().items():
         names = [str(n) for n in names]
-        cats = {n: categorize(n)[0] for n in names}
+        cats = {n: category(n)[0] for n in names}
         traffic = [n for n in names if cats[n] == "traffic" and _COUNT.search(n)]
         lat = [n for n in names if cats[n] == "latency"]
         r: dict[str, str] = {}
@@ -64,22 +65,39 @@ def _node_series(m: pd.DataFrame) -> dict[str, dict[str, str]]:
     return roles
 
 
-def analyze_excess(obs: Observation, s: Settings) -> list[Finding]:
-    m = obs.metrics
+@dataclass(frozen=True)
+class Config:
+    shrink_se: float = 1.0     # latency excess is shrunk by this many standard errors of the node's spread
+
+
+class Excess:
+    """Excess latency-seconds and errors per node, net of its callees (see the module's docstring)."""
+
+    name = "excess"
+    family = "excess"
+    Config = Config
+
+    def missing(self, p: Prepared) -> str | None:
+        return None if p.available["metrics"] else "no metrics"
+
+    def analyze(self, p: Prepared, config: Config) -> list[Finding]:
+        return analyze_excess(p, config)
+
+
+def analyze_excess(prep: Prepared, cfg: Config) -> list[Finding]:
+    m = prep.metrics
+    s = prep.settings
     if m.empty:
         return []
     roles = _node_series(m)
     counted = {r for r, d in roles.items() if "n" in d and ("lat" in d or "avail" in d)}
     if len(counted) < 2:
         return []
-    g = nx.DiGraph()
-    for e in obs.topology.edges:
-        if e.kind in (EdgeKind.CALLS, EdgeKind.DEPENDS_ON):
-            g.add_edge(e.src, e.dst)
+    g = prep.graph
     kinds = []
-    alert_metric = obs.alert.metric if obs.alert else None
+    alert_metric = prep.alert.metric if prep.alert else None
     if alert_metric:
-        cat = categorize(alert_metric)[0]
+        cat = category(alert_metric)[0]
         kinds = ["latency"] if cat == "latency" else ["errors"] if cat in ("success", "errors") else []
     kinds = kinds or ["latency", "errors"]
 
@@ -89,10 +107,10 @@ def analyze_excess(obs: Observation, s: Settings) -> list[Finding]:
     if len(ts) < 2:
         return []
     step = series_step(ts)
-    k = int(np.searchsorted(ts, obs.onset, side="right") - 1)      # the bucket holding the onset
+    k = int(np.searchsorted(ts, prep.onset, side="right") - 1)      # the bucket holding the onset
     k = max(k, 1)
-    pre = np.nonzero((np.arange(len(ts)) < k) & (ts >= obs.onset - s.metric_lookback_s))[0]
-    end = obs.onset + max(s.after_s, s.min_after_samples * step)
+    pre = np.nonzero((np.arange(len(ts)) < k) & (ts >= prep.onset - s.metric_lookback_s))[0]
+    end = prep.onset + max(s.after_s, s.min_after_samples * step)
     inc = np.nonzero((np.arange(len(ts)) >= k) & (ts <= end))[0]
     if len(pre) == 0 or len(inc) == 0:
         return []
@@ -125,7 +143,7 @@ def analyze_excess(obs: Observation, s: Settings) -> list[Finding]:
                 sigma = _spread(col(res, "p50"), col(res, "p90"), col(res, "p99"), pre)
                 n0 = n[pre].sum()
                 with np.errstate(divide="ignore", invalid="ignore"):
-                    shrink[res] = np.where(n > 0, n * sigma * np.sqrt(1.0 / np.maximum(n, 1e-9) + 1.0 / n0), 0.0)
+                    shrink[res] = np.where(n > 0, cfg.shrink_se * n * sigma * np.sqrt(1.0 / np.maximum(n, 1e-9) + 1.0 / n0), 0.0)
             else:
                 avail = col(res, "avail")
                 if avail is None:
@@ -145,7 +163,7 @@ def analyze_excess(obs: Observation, s: Settings) -> list[Finding]:
                 v = x[i] - sum(max(excess[c][i], 0.0) for c in callees) - shrink[res][i]
                 vals.append(v)
             own[res] = float(np.mean(vals))
-        target = obs.alert.resource if obs.alert and obs.alert.resource in excess else None
+        target = prep.alert.resource if prep.alert and prep.alert.resource in excess else None
         if target is not None:
             total = float(np.mean([max(excess[target][i], 0.0) for i in inc]))
             candidates = ({target} | nx.descendants(g, target)) if target in g else set(excess)
@@ -160,13 +178,14 @@ def analyze_excess(obs: Observation, s: Settings) -> list[Finding]:
                 continue
             share = min(own[res] / total, 1.0)
             findings.append(Finding(
-                resource=res, signal=EvidenceKind.METRIC, category="excess", score=share,
+                resource=res, family="excess", hypothesis="excess", signal=EvidenceKind.METRIC, score=share,
+                fault_kind=FaultKind.LATENCY if kind == "latency" else FaultKind.ERROR,
                 title=f"accounts for {share:.0%} of the excess {unit}"
                       + (f" seen at {target}" if target else "") + " after subtracting its callees",
                 first_ts=float(ts[inc[0]]),
-                detail={"kind": kind, "own_excess": own[res], "total_excess": total, "share": share,
-                        "metric": roles[res].get("lat" if kind == "latency" else "avail", ""),
-                        "requests_metric": roles[res].get("n", "")}))
+                detail=ExcessShare(kind=kind, own_excess=own[res], total_excess=total, share=share,
+                                   metric=roles[res].get("lat" if kind == "latency" else "avail", ""),
+                                   requests_metric=roles[res].get("n", ""))))
     return findings
 
 

@@ -1,0 +1,69 @@
+"""The fault kind of a candidate, from the strongest evidence it has.
+
+Each finding already says which kind it points at (a CPU rise: cpu; a new exception line in its own
+requests: error; a change: change). The kind of a candidate is that of its strongest scored finding,
+with these rules where a finding is a symptom other evidence explains:
+
+- a rise in a service's own latency is a symptom every kind of fault can cause: when a statistically
+  significant change in the same service's requests (request patterns or log shifts, which pass a
+  false-discovery-rate or null-maximum bar) says how the code path changed, that names the kind, unless
+  the CPU explains the slowdown;
+- a slowdown (own or network latency) while the service's own CPU is up by 2 sigma or more (where the
+  local family's 1-3 sigma gate is half open) is the CPU's symptom.
+"""
+
+from __future__ import annotations
+
+from vigil.engine.analyzers.logs import log_kind
+from vigil.engine.analyzers.patterns import pattern_kind
+from vigil.engine.findings import ChangeEvent, ExcessShare, Finding, LogShift, PatternChange, SeriesShift
+from vigil.model import FaultKind
+
+CPU_EXPLAINS_Z = 2.0
+_LOCAL_WHY = {
+    "local:cpu": (FaultKind.CPU, "its own CPU rose sharply"),
+    "local:memory": (FaultKind.MEMORY, "its own memory rose sharply"),
+    "local:disk": (FaultKind.DISK, "its own disk activity rose sharply"),
+    "local:network": (FaultKind.NETWORK_DELAY, "calls to or from it slowed between caller and callee, and not "
+                                               "on the other endpoints' edges: the delay is on its network"),
+    "local:latency": (FaultKind.LATENCY, "its own (server) latency rose beyond what its calls explain"),
+    "local:traffic": (FaultKind.ERROR, "it stopped making calls it used to make while its own traffic held: "
+                                       "a code path aborted early"),
+    "local:trace-pattern": (FaultKind.ERROR, "inside its spans, a call that always followed another stopped: "
+                                             "its code path changed (an exception or early return)"),
+    "local:entry": (FaultKind.ERROR, "user-facing success rate fell with nothing downstream to explain it"),
+}
+
+
+def _cpu_explains(f: Finding, fs: list[Finding]) -> bool:
+    return any(g.hypothesis == "local:cpu" and (
+        g.score >= 0.5 * f.score or (isinstance(g.detail, SeriesShift) and g.detail.z >= CPU_EXPLAINS_Z))
+        for g in fs)
+
+
+def fault_kind(ordered: list[Finding], all_findings: list[Finding]) -> tuple[FaultKind, str]:
+    """The kind the strongest scored evidence points at, and why. ``ordered``: the candidate's scored
+    findings, strongest first; ``all_findings``: all of its findings."""
+    if ordered and ordered[0].hypothesis == "local:latency" and not _cpu_explains(ordered[0], all_findings):
+        specific = [f for f in ordered[1:] if f.family in ("patterns", "logs")]
+        if specific:
+            ordered = specific[:1] + ordered
+    for f in ordered:
+        d = f.detail
+        if f.family == "changes" and isinstance(d, ChangeEvent):
+            return FaultKind.CHANGE, f"a {d.kind or 'change'} landed shortly before the onset"
+        if f.family == "logs" and isinstance(d, LogShift):
+            return log_kind(f.hypothesis, d)
+        if f.family == "patterns" and isinstance(d, PatternChange):
+            return pattern_kind(d, f.title)
+        if f.family == "local":
+            if f.hypothesis in ("local:latency", "local:network") and _cpu_explains(f, all_findings):
+                return _LOCAL_WHY["local:cpu"]
+            return _LOCAL_WHY.get(f.hypothesis, (f.fault_kind or FaultKind.UNKNOWN, f.title))
+        if f.family == "excess" and isinstance(d, ExcessShare):
+            if d.kind == "errors":
+                return FaultKind.ERROR, f"it accounts for {f.score:.0%} of the excess errors on its own"
+            return FaultKind.LATENCY, f"it accounts for {f.score:.0%} of the excess latency on its own"
+        if f.fault_kind is not None:
+            return f.fault_kind, f.title
+    return FaultKind.UNKNOWN, "no dominant signal"

@@ -1,0 +1,32 @@
+"""Every analyzer the engine runs, in order. A new analyzer is a module under ``engine/analyzers/`` and one
+line here."""
+
+from __future__ import annotations
+
+from vigil.engine.analyzer import Analyzer
+from vigil.engine.analyzers.changes import Changes
+from vigil.engine.analyzers.deviation import Deviation
+from vigil.engine.analyzers.excess import Excess
+from vigil.engine.analyzers.local import Local
+from vigil.engine.analyzers.logs import Logs
+from vigil.engine.analyzers.metric_evidence import MetricEvidence
+from vigil.engine.analyzers.patterns import Patterns
+from vigil.engine.analyzers.span_evidence import Spans
+
+ANALYZERS: tuple[Analyzer, ...] = (
+    Local(),
+    Excess(),
+    Patterns(),
+    Logs(),
+    Changes(),
+    Deviation(),
+    MetricEvidence(),
+    Spans(),
+)
+
+
+def by_name(name: str) -> Analyzer:
+    for a in ANALYZERS:
+        if a.name == name:
+            return a
+    raise KeyError(name)
