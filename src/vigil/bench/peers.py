@@ -45,7 +45,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from vigil.engine.observation import Observation, Settings
+from vigil.engine import Observation, Settings
 from vigil.errors import InputError
 
 LENGTH_ROWS = 20 * 60 // 2          # main.py: --length 20 (minutes), "minutes -> seconds // 2" rows per side
