@@ -69,6 +69,31 @@ class Ctx:
             self.st.put_integration(space, "generic", {}, f"{space}-generic-secret-0123456789")
             self.st.put_integration(space, "pagerduty", {}, f"{space}-pagerduty-secret-0123456")
             self.ids[space] = {"inv_id": inv, "hyp_id": hyp, "incident_id": out[0].incident_id}
+            # respond: a directed action kind turned on (its deployer is not listening: runs fail, cleanly)
+            live.runtime.respond.set_action(space, "webhook", True, {
+                "url": "http://127.0.0.1:9/deploy", "secret": {"env": "VIGIL_SECRET_AUTHZ"}, "timeout_s": 2},
+                "test", guard=False)
+
+    def action(self, space: str) -> str:
+        inv = self.ids[space]["inv_id"]
+        return self.live.runtime.respond.propose(space, inv, "webhook", {"operation": "restart", "service":
+                                                                         f"s{uuid.uuid4().hex[:8]}"}, "test")["id"]
+
+    def approved(self, space: str) -> dict:
+        aid = self.action(space)
+        token, _ = self.live.runtime.respond.approve(space, aid, "test")
+        return {"action_id": aid, "json": {"token": token}}
+
+    def backlog_item(self, space: str) -> str:
+        items = self.live.runtime.respond.store.upsert_backlog(space, [{
+            "key": f"k{uuid.uuid4().hex[:8]}", "category": "monitoring-gap", "title": "t", "detail": "", "severity": 1,
+            "likelihood": 1, "detectability": 1, "score": 1.0, "investigations": []}])
+        return items[-1]["id"]
+
+    def skill(self, space: str) -> str:
+        name = f"rb{uuid.uuid4().hex[:8]}"
+        self.live.runtime.respond.store.put_skill(space, name, "t", "b", {}, False, "test")
+        return name
 
     def finished_investigation(self, space: str) -> str:
         inv = self.st.create_investigation(space, Trigger(kind=TriggerKind.MANUAL, text="authz"),
@@ -114,6 +139,9 @@ class Ctx:
             "investigations": [(i.id, i.status.value, len(st.journal(i.id)),
                                 [(h.state.value, h.note) for h in st.hypotheses(i.id)]) for i in invs],
             "incidents": [(i.id, i.alert_count, i.duplicates) for i in st.list_incidents(space, limit=1000)],
+            "respond": [(a["id"], a["status"]) for a in self.live.runtime.respond.store.list_actions(space, limit=1000)]
+            + self.live.runtime.respond.store.list_settings(space) + self.live.runtime.respond.store.backlog(space)
+            + self.live.runtime.respond.store.skills(space),
             "telemetry": self.live.runtime.telemetry.counts(space)}, default=str, sort_keys=True)
 
 
@@ -179,10 +207,48 @@ SPEC = {
     ("POST", "/v1/spaces/{space}/webhooks/generic"): ("signed", None),
     ("POST", "/v1/spaces/{space}/webhooks/github"): ("signed", None),
     ("POST", "/v1/spaces/{space}/webhooks/gitlab"): ("signed", None),
+    # respond and prevent
+    ("GET", "/v1/spaces/{space}/investigations/{inv_id}/mitigation"): (Role.VIEWER, lambda c, s: {
+        "inv_id": c.ids[s]["inv_id"]}),
+    ("GET", "/v1/spaces/{space}/action-settings"): (Role.ADMIN, lambda c, s: {}),
+    ("PUT", "/v1/spaces/{space}/action-settings/{kind}"): (Role.ADMIN, lambda c, s: {"kind": "webhook", "json": {
+        "enabled": True, "config": {"url": "http://127.0.0.1:9/deploy", "secret": {"env": "VIGIL_SECRET_AUTHZ"},
+                                    "timeout_s": 2}}}),
+    ("GET", "/v1/spaces/{space}/notifier-settings"): (Role.ADMIN, lambda c, s: {}),
+    ("PUT", "/v1/spaces/{space}/notifier-settings/{kind}"): (Role.ADMIN, lambda c, s: {"kind": "webhook", "json": {
+        "enabled": False, "config": {"url": "http://127.0.0.1:9/hook", "secret": {"env": "VIGIL_SECRET_AUTHZ"}}}}),
+    ("PUT", "/v1/spaces/{space}/model-settings"): (Role.ADMIN, lambda c, s: {"json": {
+        "enabled": False, "config": {"base_url": "http://127.0.0.1:9/v1", "model": "m"}}}),
+    ("GET", "/v1/spaces/{space}/outbox"): (Role.ADMIN, lambda c, s: {}),
+    ("GET", "/v1/spaces/{space}/investigations/{inv_id}/actions"): (Role.VIEWER, lambda c, s: {
+        "inv_id": c.ids[s]["inv_id"]}),
+    ("POST", "/v1/spaces/{space}/investigations/{inv_id}/actions"): (Role.OPERATOR, lambda c, s: {
+        "inv_id": c.ids[s]["inv_id"], "json": {"kind": "webhook", "args": {"operation": "restart",
+                                                                           "service": f"s{uuid.uuid4().hex[:8]}"}}}),
+    ("GET", "/v1/spaces/{space}/actions/{action_id}"): (Role.VIEWER, lambda c, s: {"action_id": c.action(s)}),
+    ("POST", "/v1/spaces/{space}/actions/{action_id}/approve"): (Role.OPERATOR, lambda c, s: {
+        "action_id": c.action(s)}),
+    ("POST", "/v1/spaces/{space}/actions/{action_id}/run"): (Role.OPERATOR, lambda c, s: c.approved(s)),
+    ("POST", "/v1/spaces/{space}/investigations/{inv_id}/chat"): (Role.VIEWER, lambda c, s: {
+        "inv_id": c.ids[s]["inv_id"], "json": {"question": "which logs did you analyze?"}}),
+    ("POST", "/v1/spaces/{space}/investigations/{inv_id}/rerun"): (Role.OPERATOR, lambda c, s: {
+        "inv_id": c.ids[s]["inv_id"], "json": {"exclude": ["cart"]}}),
+    ("GET", "/v1/spaces/{space}/investigations/{inv_id}/postmortem"): (Role.VIEWER, lambda c, s: {
+        "inv_id": c.ids[s]["inv_id"], "params": {"format": "md"}}),
+    ("GET", "/v1/spaces/{space}/prevention"): (Role.VIEWER, lambda c, s: {}),
+    ("POST", "/v1/spaces/{space}/prevention/refresh"): (Role.OPERATOR, lambda c, s: {}),
+    ("PATCH", "/v1/spaces/{space}/prevention/{item_id}"): (Role.OPERATOR, lambda c, s: {
+        "item_id": c.backlog_item(s), "json": {"status": "planned"}}),
+    ("GET", "/v1/spaces/{space}/skills"): (Role.VIEWER, lambda c, s: {}),
+    ("PUT", "/v1/spaces/{space}/skills/{name}"): (Role.ADMIN, lambda c, s: {"name": "db-runbook", "json": {
+        "title": "DB", "body": "check the pool", "match": {"services": ["db"]}}}),
+    ("DELETE", "/v1/spaces/{space}/skills/{name}"): (Role.ADMIN, lambda c, s: {"name": c.skill(s)}),
+    ("POST", "/v1/spaces/{space}/slack/interactivity"): ("signed", None),
+    ("POST", "/v1/spaces/{space}/slack/events"): ("signed", None),
 }
 TOKEN_ROUTES = [k for k, v in SPEC.items() if v[0] != "signed"]
 OWN_SPACE = {("GET", "/v1/spaces"), ("POST", "/v1/traces"), ("POST", "/v1/logs"), ("POST", "/v1/metrics")}
-ID_PARAMS = ("token_id", "name", "kind", "incident_id", "inv_id", "hyp_id")
+ID_PARAMS = ("token_id", "name", "kind", "incident_id", "inv_id", "hyp_id", "action_id", "item_id")
 
 
 @pytest.fixture(scope="module")
@@ -256,7 +322,8 @@ def test_a_token_of_another_space_is_refused_and_changes_nothing(ctx, route):
 # PUT of a source or an integration names something to create in the caller's own space: no object of
 # another space is named, so those two are covered by the tests above, not this one
 FOREIGN_ID_ROUTES = [r for r in TOKEN_ROUTES if any("{" + p + "}" in r[1] for p in ID_PARAMS)
-                     and not (r[0] == "PUT" and r[1].endswith(("/sources/{name}", "/integrations/{kind}")))]
+                     and not (r[0] == "PUT" and r[1].endswith(("/sources/{name}", "/integrations/{kind}",
+                                                               "-settings/{kind}", "/skills/{name}")))]
 
 
 @pytest.mark.parametrize("route", FOREIGN_ID_ROUTES, ids=lambda r: f"{r[0]} {r[1]}")

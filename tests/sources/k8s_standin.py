@@ -10,7 +10,7 @@ and ReplicaSet (``deployment.kubernetes.io/revision`` annotation, ``ownerReferen
 client deserializes every body into its typed models with client-side validation on, so a missing
 required field fails the tests.
 
-Served paths (GET only): ``/version``; ``/api/v1/{pods,services,events}`` and
+Served paths: ``/version``; ``/api/v1/{pods,services,events}`` and
 ``/api/v1/namespaces/{ns}/{pods,services,events}``; ``/apis/apps/v1/{deployments,replicasets}`` and the
 namespaced forms. ``fieldSelector`` supports ``type=<v>`` (other fields -> 400, as for an unsupported
 field); ``limit``/``continue`` paginate, and the server returns at most ``max_page`` items per page
@@ -174,6 +174,13 @@ def _service(name: str, selector: dict | None, kind: str = "ClusterIP", ns: str 
 _KINDS = {"pods": ("v1", "PodList"), "services": ("v1", "ServiceList"), "events": ("v1", "EventList"),
           "deployments": ("apps/v1", "DeploymentList"), "replicasets": ("apps/v1", "ReplicaSetList")}
 _PATH = re.compile(r"^/(?:api/v1|apis/apps/v1)(?:/namespaces/(?P<ns>[a-z0-9-]+))?/(?P<what>[a-z]+)$")
+_ONE = re.compile(r"^/apis/apps/v1/namespaces/(?P<ns>[a-z0-9-]+)/deployments/(?P<name>[a-z0-9-]+)(?P<scale>/scale)?$")
+
+
+def _strip_hash(template: dict) -> dict:
+    t = json.loads(json.dumps(template))
+    (t.get("metadata") or {}).get("labels", {}).pop("pod-template-hash", None)
+    return t
 
 
 class K8sStandIn:
@@ -183,11 +190,40 @@ class K8sStandIn:
     def __init__(self, objects: dict[str, list[dict]], token: str = "", max_page: int = 4, delay_s: float = 0.0):
         self.objects, self.token, self.max_page, self.delay_s = objects, token, max_page, delay_s
         self.requests: list[tuple[str, dict]] = []
+        self.writes: list[tuple[str, str, str, object]] = []      # (method, path, content type, body)
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
             def log_message(self, *a):
                 pass
+
+            def do_PATCH(self):
+                parts = urlsplit(self.path)
+                n = int(self.headers.get("Content-Length") or 0)
+                body = json.loads(self.rfile.read(n) or b"null")
+                ctype = self.headers.get("Content-Type", "")
+                outer.writes.append(("PATCH", parts.path, ctype, body))
+                if outer.token and self.headers.get("Authorization") != f"Bearer {outer.token}":
+                    return self._send(401, _status(401, "Unauthorized", "Unauthorized"))
+                m = _ONE.match(parts.path)
+                dep = outer._deployment(m["ns"], m["name"]) if m else None
+                if dep is None:
+                    return self._send(404, _status(404, "NotFound", "deployments.apps not found"))
+                if m["scale"]:
+                    if ctype.split(";")[0] not in ("application/merge-patch+json", "application/strategic-merge-patch+json"):
+                        return self._send(415, _status(415, "UnsupportedMediaType", "the body of the request was in an "
+                                                       "unknown format - accepted media types include: "
+                                                       "application/merge-patch+json"))
+                    dep["spec"]["replicas"] = int(body["spec"]["replicas"])
+                    return self._send(200, outer._scale(dep))
+                if ctype.split(";")[0] != "application/json-patch+json" or not isinstance(body, list):
+                    return self._send(415, _status(415, "UnsupportedMediaType", "expected a JSON patch"))
+                for op in body:
+                    if op.get("op") != "replace" or op.get("path") != "/spec/template":
+                        return self._send(422, _status(422, "Invalid", f"unsupported patch {op.get('path')}"))
+                    dep["spec"]["template"] = op["value"]
+                outer._rollout(dep)
+                return self._send(200, dep)
 
             def do_GET(self):
                 parts = urlsplit(self.path)
@@ -197,6 +233,14 @@ class K8sStandIn:
                     time.sleep(outer.delay_s)
                 if outer.token and self.headers.get("Authorization") != f"Bearer {outer.token}":
                     return self._send(401, _status(401, "Unauthorized", "Unauthorized"))
+                one = _ONE.match(parts.path)
+                if one:
+                    dep = outer._deployment(one["ns"], one["name"])
+                    if dep is None:
+                        return self._send(404, _status(404, "NotFound",
+                                                       f'deployments.apps "{one["name"]}" not found'))
+                    return self._send(200, outer._scale(dep) if one["scale"] else
+                                      {"kind": "Deployment", "apiVersion": "apps/v1", **dep})
                 if parts.path in ("/version", "/version/"):       # the official client asks for /version/
                     return self._send(200, {"major": "1", "minor": "31", "gitVersion": "v1.31.4",
                                             "gitCommit": "a78aa47129b8539636eb86a9d00e31b2720fe06b",
@@ -208,6 +252,10 @@ class K8sStandIn:
                     return self._send(404, _status(404, "NotFound", "the server could not find the requested resource"))
                 items = [o for o in outer.objects.get(m["what"], [])
                          if m["ns"] is None or o["metadata"]["namespace"] == m["ns"]]
+                if q.get("labelSelector"):
+                    want = dict(kv.split("=", 1) for kv in q["labelSelector"].split(","))
+                    items = [o for o in items if all((o["metadata"].get("labels") or {}).get(k) == v
+                                                     for k, v in want.items())]
                 sel = q.get("fieldSelector")
                 if sel:
                     fm = re.fullmatch(r"type=(\w+)", sel)
@@ -240,6 +288,36 @@ class K8sStandIn:
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def _deployment(self, ns: str, name: str) -> dict | None:
+        return next((d for d in self.objects.get("deployments", []) if d["metadata"]["namespace"] == ns
+                     and d["metadata"]["name"] == name), None)
+
+    def _scale(self, dep: dict) -> dict:
+        m = dep["metadata"]
+        sel = ",".join(f"{k}={v}" for k, v in sorted(dep["spec"]["selector"]["matchLabels"].items()))
+        return {"kind": "Scale", "apiVersion": "autoscaling/v1",
+                "metadata": {"name": m["name"], "namespace": m["namespace"], "uid": m["uid"],
+                             "resourceVersion": m["resourceVersion"], "creationTimestamp": m["creationTimestamp"]},
+                "spec": {"replicas": dep["spec"]["replicas"]},
+                "status": {"replicas": dep["status"].get("replicas", 0), "selector": sel}}
+
+    def _rollout(self, dep: dict) -> None:
+        """What the Deployment controller does after a template change: the ReplicaSet with that template
+        becomes the newest revision (and the deployment's revision annotation follows)."""
+        name, ns = dep["metadata"]["name"], dep["metadata"]["namespace"]
+        owned = [rs for rs in self.objects.get("replicasets", []) if rs["metadata"]["namespace"] == ns and any(
+            o["name"] == name for o in rs["metadata"].get("ownerReferences", []))]
+        top = max(int(rs["metadata"]["annotations"]["deployment.kubernetes.io/revision"]) for rs in owned)
+        want = _strip_hash(dep["spec"]["template"])
+        for rs in owned:
+            if _strip_hash(rs["spec"]["template"]) == want:
+                rs["metadata"]["annotations"]["deployment.kubernetes.io/revision"] = str(top + 1)
+                rs["spec"]["replicas"] = dep["spec"]["replicas"]
+            else:
+                rs["spec"]["replicas"] = 0
+        dep["metadata"]["annotations"]["deployment.kubernetes.io/revision"] = str(top + 1)
+        dep["metadata"]["generation"] = dep["metadata"].get("generation", 1) + 1
 
     def __enter__(self) -> K8sStandIn:
         self._thread.start()

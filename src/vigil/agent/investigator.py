@@ -165,7 +165,7 @@ class Investigator:
                             "analysis continues after theirs", source="engine")
                     return None
             analysis = analyze(obs, self.settings)
-            conclude_with_change(analysis, obs)     # a change before the onset is named as the cause
+            conclude_with_change(analysis, obs, trig)   # steering; a change before the onset named as the cause
             for analyzer, message, data in analysis.notes:
                 journal(JournalKind.ANALYSIS, f"{analyzer}: {message}", source="engine", data=data)
             stored = st.replace_hypotheses(inv.id, analysis.hypotheses)

@@ -15,6 +15,7 @@ from vigil.api.middleware import BodyLimit, ResponseCounter
 from vigil.api.routes_changes import router as changes_router
 from vigil.api.routes_ingest import router as ingest_router
 from vigil.api.routes_inv import router as inv_router
+from vigil.api.routes_respond import router as respond_router
 from vigil.api.routes_space import router as space_router
 from vigil.integrations.sns import CertFetcher
 from vigil.mcp.backend import RuntimeBackend
@@ -73,5 +74,6 @@ def create_app(runtime: Runtime | None = None, start: bool = True) -> FastAPI:
     app.include_router(inv_router)
     app.include_router(ingest_router)
     app.include_router(changes_router)
+    app.include_router(respond_router)
     mount_console(app)                                      # the operator console under /ui
     return app

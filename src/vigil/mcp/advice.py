@@ -19,7 +19,7 @@ from vigil.model import (
     JournalKind,
     Recommendation,
 )
-from vigil.respond.cause import Cause
+from vigil.respond.cause import Cause, from_journal
 from vigil.respond.spec import MitigationSpec, build
 
 
@@ -31,16 +31,7 @@ def mitigation(h: Hypothesis, cause: Cause | None = None, investigation_id: str 
 
 def causes(journal: list[JournalEntry]) -> dict[str, Cause]:
     """The causes the investigation named (its ``cause`` journal notes), by suspect resource."""
-    out: dict[str, Cause] = {}
-    for e in journal:
-        c = e.data.get("cause") if e.kind is JournalKind.ANALYSIS and isinstance(e.data, dict) else None
-        if isinstance(c, dict):
-            try:
-                cause = Cause.model_validate(c)
-            except ValueError:
-                continue
-            out[cause.suspect] = cause
-    return out
+    return from_journal(journal)
 
 
 def recommendations(inv: Investigation, hyps: list[Hypothesis], journal: list[JournalEntry],

@@ -17,6 +17,7 @@ from vigil.model.investigation import (
     Investigation,
     InvestigationStatus,
     StartingPoint,
+    Steering,
     Trigger,
     TriggerKind,
     Window,
@@ -29,7 +30,7 @@ from vigil.model.topology import Edge, EdgeKind, EdgeSource, Resource, Topology
 
 __all__ = [
     "AgentSpace", "Alert", "AlertGrouping", "AlertOutcome", "AlertStatus", "ApiToken", "Incident", "IncidentAlert",
-    "IncidentStatus", "IncomingAlert", "Role", "StartingPoint", "ChangeEvent", "ChangeKind", "Edge", "EdgeKind", "EdgeSource", "Evidence",
+    "IncidentStatus", "IncomingAlert", "Role", "StartingPoint", "Steering", "ChangeEvent", "ChangeKind", "Edge", "EdgeKind", "EdgeSource", "Evidence",
     "EvidenceKind", "FaultKind", "Hypothesis", "HypothesisState", "Investigation", "InvestigationStatus",
     "JournalEntry", "JournalKind", "LogRecord", "MetricPoint", "Mitigation", "MitigationStep", "Policies",
     "Recommendation", "Resource", "Span", "Topology", "Trigger", "TriggerKind", "Window",

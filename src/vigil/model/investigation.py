@@ -48,11 +48,21 @@ class StartingPoint(StrEnum):
     FREE_TEXT = "free-text"
 
 
+class Steering(BaseModel):
+    """How a person steered a rerun: the services to focus on (and what they depend on) or to leave out."""
+
+    focus: list[str] = Field(default_factory=list, max_length=20)
+    exclude: list[str] = Field(default_factory=list, max_length=20)
+    parent: str = Field(default="", description="The investigation this one reruns.")
+    by: str = ""
+
+
 class Trigger(BaseModel):
     kind: TriggerKind
     alert: Alert | None = None
     starting_point: StartingPoint | None = None
     text: str = ""
+    steering: Steering | None = None
 
 
 class Window(BaseModel):

@@ -179,10 +179,14 @@ def restate(hypotheses: list[Hypothesis], summary: str, causes: list[Cause], inc
             f"The fault: {h.resource} ({h.fault_kind.value}).")
 
 
-def conclude(analysis: Any, obs: Any) -> list[Cause]:
+def conclude(analysis: Any, obs: Any, trigger: Any = None) -> list[Cause]:
     """The post-ranking step ``Investigator.run`` calls on a full analysis (``vigil.engine.Analysis``
-    and its ``Observation``): restates the summary and the explained hypotheses, and adds a note the
-    journal records with the causes as data."""
+    and its ``Observation``): applies a rerun's steering (``respond.steer``), then restates the summary
+    and the explained hypotheses, and adds notes the journal records (the causes as data)."""
+    from vigil.respond.steer import apply
+    steered = apply(analysis, getattr(trigger, "steering", None), obs.topology)
+    if steered:
+        analysis.notes.append(("steering", steered, {"steering": trigger.steering.model_dump(mode="json")}))
     symptom = obs.alert.resource if getattr(obs, "alert", None) is not None and obs.alert.resource else None
     causes = explain(analysis.hypotheses, obs.changes, obs.topology, obs.onset, symptom)
     if causes:
@@ -191,3 +195,17 @@ def conclude(analysis: Any, obs: Any) -> list[Cause]:
             analysis.notes.append(("cause", f"hypothesis #{c.rank}: {c.statement}",
                                    {"cause": c.model_dump(mode="json")}))
     return causes
+
+
+def from_journal(journal: list[Any]) -> dict[str, Cause]:
+    """The causes an investigation named (its ``cause`` journal notes), by suspect resource."""
+    out: dict[str, Cause] = {}
+    for e in journal:
+        c = e.data.get("cause") if getattr(e.kind, "value", e.kind) == "analysis" and isinstance(e.data, dict) else None
+        if isinstance(c, dict):
+            try:
+                cause = Cause.model_validate(c)
+            except ValueError:
+                continue
+            out.setdefault(cause.suspect, cause)
+    return out

@@ -93,7 +93,8 @@ def _step(title: str, rationale: str = "", mutating: bool = False, build=None, *
 
 
 # -- what to do, per fault kind ---------------------------------------------------------------------
-def _playbook(h: Hypothesis, ns: str | None) -> tuple[str, list[Step], list[Step], list[str]]:
+def _playbook(h: Hypothesis, ns: str | None, enabled: set[str] | None = None
+              ) -> tuple[str, list[Step], list[Step], list[str]]:
     r, k = h.resource, h.fault_kind
     if k is FaultKind.CPU:
         return (f"Relieve CPU saturation on {r}", [
@@ -103,7 +104,7 @@ def _playbook(h: Hypothesis, ns: str | None) -> tuple[str, list[Step], list[Step
                   "a cause inside the service outlives any scaling"),
             _step(f"Scale {r} out by one replica until the cause is fixed", "restores headroom for callers", True,
                   cmd.kubectl_scale, r, 2, ns,
-                  action=_scale_action(r, ns))],
+                  action=_choose([_scale_action(r, ns)], enabled))],
                 [_step(f"Scale {r} back to its previous replica count", "", True)],
                 ["more replicas add load on what the service calls (databases, queues)", "cost"])
     if k is FaultKind.MEMORY:
@@ -134,7 +135,7 @@ def _playbook(h: Hypothesis, ns: str | None) -> tuple[str, list[Step], list[Step
             _step(f"Check {r}'s thread/connection pools, GC pauses and its own dependencies",
                   "it is slower with no resource saturation to explain it", False, cmd.kubectl_top, r, ns),
             _step(f"Scale {r} out by one replica if it is queueing", "", True, cmd.kubectl_scale, r, 2, ns,
-                  action=_scale_action(r, ns)),
+                  action=_choose([_scale_action(r, ns)], enabled)),
             _step(f"Raise the timeout of {r}'s callers only if the slowness is expected to last", "", True)],
                 [_step(f"Scale {r} back", "", True)], ["scaling adds load downstream"])
     if k is FaultKind.UNKNOWN:
@@ -146,7 +147,7 @@ def _playbook(h: Hypothesis, ns: str | None) -> tuple[str, list[Step], list[Step
         _step(f"Read {r}'s error logs and failing spans around the onset", "the evidence shows errors start there",
               False, cmd.kubectl_logs, r, ns),
         _step(f"Roll back {r}'s most recent deploy or config change if one precedes the onset", "", True,
-              cmd.kubectl_rollout_undo, r, ns, action=_undo_action(r, ns))],
+              cmd.kubectl_rollout_undo, r, ns, action=_choose([_undo_action(r, ns), _webhook_rollback(r)], enabled))],
             [_step("Redeploy the rolled-back version once it is fixed", "", True)],
             ["the rollback also removes the other changes of that release",
              "a release with a schema migration may not roll back cleanly"])
@@ -179,7 +180,23 @@ def _undo_action(r: str, ns: str | None, to_revision: int | None = None) -> Acti
 
 
 # -- the cause's own remedy -------------------------------------------------------------------------
-def _change_steps(c: Cause) -> tuple[list[Step], list[Step], list[str]]:
+def _webhook_rollback(svc: str, revision: str = "") -> ActionRef | None:
+    if not re.fullmatch(r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?", svc):
+        return None
+    params = {"revision": revision[:300]} if revision else {}
+    return ActionRef(kind="webhook", args={"operation": "rollback", "service": svc, "params": params},
+                     summary=f"ask the deployer to roll {svc} back" + (f" to {revision[:12]}" if revision else ""))
+
+
+def _choose(candidates: list[ActionRef | None], enabled: set[str] | None) -> ActionRef | None:
+    """The first candidate whose kind the space turned on (the first at all when not known)."""
+    cs = [c for c in candidates if c is not None]
+    if enabled is None:
+        return cs[0] if cs else None
+    return next((c for c in cs if c.kind in enabled), None)
+
+
+def _change_steps(c: Cause, enabled: set[str] | None = None) -> tuple[list[Step], list[Step], list[str]]:
     ch, d = c.change, c.change.detail
     svc = ch.resource
     steps: list[Step] = [_step(f"Review the change named as the cause: {ch.kind} of {svc}"
@@ -197,7 +214,8 @@ def _change_steps(c: Cause) -> tuple[list[Step], list[Step], list[str]]:
         prev = prev if isinstance(prev, int) and prev > 0 else None
         steps.append(_step(f"Roll deployment {ns}/{dep} back" + (f" to revision {prev}" if prev else ""),
                            "restores the pod template that ran before the change", True, cmd.kubectl_rollout_undo,
-                           dep, ns, prev, action=_undo_action(dep, ns, prev)))
+                           dep, ns, prev, action=_choose([_undo_action(dep, ns, prev), _webhook_rollback(svc)],
+                                                         enabled)))
         rev = d.get("revision")
         if isinstance(rev, int):
             undo.append(_step(f"Re-apply revision {rev} once it is fixed", "", True, cmd.kubectl_rollout_undo, dep,
@@ -209,9 +227,9 @@ def _change_steps(c: Cause) -> tuple[list[Step], list[Step], list[str]]:
                            + (f" (revision {str(d.get('previous_revision'))[:12]})" if d.get("previous_revision") else ""),
                            "Argo CD redeploys the previous sync; turn auto-sync off first or it syncs forward again",
                            True, cmd.argocd_rollback, app, hid,
-                           action=ActionRef(kind="argocd-rollback", args={"app": app, "id": hid},
-                                            summary=f"roll Argo CD application {app} back to history {hid}")
-                           if ok else None))
+                           action=_choose([ActionRef(kind="argocd-rollback", args={"app": app, "id": hid},
+                                                     summary=f"roll Argo CD application {app} back to history {hid}")
+                                           if ok else None, _webhook_rollback(svc)], enabled)))
         risks.append("auto-sync re-applies the bad revision unless it is disabled")
         undo.append(_step(f"Sync {app} forward again once the fix is merged", "", True))
     elif src == "git" and d.get("sha"):
@@ -219,15 +237,17 @@ def _change_steps(c: Cause) -> tuple[list[Step], list[Step], list[str]]:
         branch = f"vigil/revert-{sha[:10]}"
         steps.append(_step(f"Revert commit {sha[:10]} on a branch and open a pull request", "the revert is "
                            "reviewed and deployed through the usual pipeline", True, cmd.git_revert, sha, branch,
-                           action=ActionRef(kind="git-revert", args={"sha": sha, "branch": branch},
-                                            summary=f"revert {sha[:10]} on branch {branch} with pull-request text")
-                           if _valid(cmd.git_sha, sha) else None))
+                           action=_choose([ActionRef(kind="git-revert", args={"sha": sha, "branch": branch},
+                                                     summary=f"revert {sha[:10]} on branch {branch} with pull-request "
+                                                             "text") if _valid(cmd.git_sha, sha) else None,
+                                           _webhook_rollback(svc)], enabled)))
         undo.append(_step(f"Revert the revert once {sha[:10]} is fixed", "", True))
     else:
         prev = d.get("previous_sha") or ""
         steps.append(_step(f"Roll {svc} back to the version before this {ch.kind}"
                            + (f" ({str(prev)[:12]})" if prev else ""), "the change preceded the onset", True,
-                           cmd.kubectl_rollout_undo, svc, None, action=_undo_action(svc, None)))
+                           cmd.kubectl_rollout_undo, svc, None,
+                           action=_choose([_undo_action(svc, None), _webhook_rollback(svc, str(prev))], enabled)))
         undo.append(_step(f"Redeploy {str(d.get('sha') or 'the new version')[:12]} once it is fixed", "", True))
     if ch.keys:
         steps.insert(1, Step(title=f"Check the changed keys {', '.join(ch.keys[:8])} of {svc}",
@@ -267,17 +287,19 @@ def verify_for(h: Hypothesis, for_s: float = 60.0) -> Verify:
 
 # -- the spec ---------------------------------------------------------------------------------------
 def build(h: Hypothesis, investigation_id: str = "", cause: Cause | None = None, namespace: str | None = None,
-          runbooks: list[RunbookRef] | None = None, instructions: str = "") -> MitigationSpec:
+          runbooks: list[RunbookRef] | None = None, instructions: str = "",
+          enabled: set[str] | None = None) -> MitigationSpec:
+    """``enabled``: the action kinds the space turned on; a step names the first candidate action of an
+    enabled kind (None: the first candidate, whether on or not)."""
     if cause is not None and cause.change.detail.get("namespace"):
         namespace = str(cause.change.detail["namespace"])
     if namespace is not None and not _valid(cmd.k8s_label_name, namespace):
         namespace = None
-    title, steps, undo, risks = _playbook(h, namespace)
+    title, steps, undo, risks = _playbook(h, namespace, enabled)
     if cause is not None:
-        c_steps, c_undo, c_risks = _change_steps(cause)
+        c_steps, c_undo, c_risks = _change_steps(cause, enabled)
         # the cause's remedy replaces the generic rollback
-        steps = c_steps + [s for s in steps if not (s.action and s.action.kind == "kubernetes-rollout-undo")
-                           and "Roll back" not in s.title]
+        steps = c_steps + [s for s in steps if "Roll back" not in s.title]
         undo, risks = c_undo + undo, c_risks + risks
         title = f"Undo the {cause.change.kind} of {cause.change.resource} that caused {h.resource}'s " \
                 f"{h.fault_kind.value}"
@@ -290,12 +312,13 @@ def build(h: Hypothesis, investigation_id: str = "", cause: Cause | None = None,
 
 
 # -- Markdown ---------------------------------------------------------------------------------------
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+!|<>~])")
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+!|~])")
 
 
 def md(text: str) -> str:
-    """Telemetry text as inert Markdown: one line, Markdown and HTML characters escaped."""
-    return _MD_SPECIAL.sub(r"\\\1", " ".join(str(text).split())).replace("&", "&amp;")
+    """Telemetry text as inert Markdown: one line; HTML as entities, Markdown punctuation backslashed."""
+    flat = " ".join(str(text).split()).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return _MD_SPECIAL.sub(r"\\\1", flat)
 
 
 def _fence(body: str) -> str:

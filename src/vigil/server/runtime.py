@@ -20,6 +20,7 @@ from vigil.model import (
     IncomingAlert,
     Investigation,
     InvestigationStatus,
+    JournalEntry,
     JournalKind,
     StartingPoint,
 )
@@ -74,6 +75,8 @@ class Runtime:
         self.workers = WorkerPool(self, self.settings.workers)
         self._ingest: OtlpIngest | None = None
         self._source_cfg: dict[str, tuple[float, str]] = {}
+        self._respond = None
+        self._outbox = None
         self.started = False
 
     @property
@@ -83,6 +86,16 @@ class Runtime:
     @property
     def telemetry(self):
         return self.app.telemetry
+
+    @property
+    def respond(self):
+        """Respond and prevent: mitigation specs, actions, notifications, chat (``vigil.respond``)."""
+        if self._respond is None:
+            from vigil.respond.service import RespondService
+            self._respond = RespondService(self.state, self.app.sources, start_linked=self.start_linked,
+                                           wake=lambda: self._outbox.wake() if self._outbox else None,
+                                           touch=self.feed.touch, judge=self.judge)
+        return self._respond
 
     @property
     def ingest(self) -> OtlpIngest:
@@ -97,11 +110,17 @@ class Runtime:
         _ = self.state, self.telemetry          # open both (migrations run) before taking traffic
         self.metrics.watch_state(self.state, self.workers)
         self.workers.start()
+        from vigil.respond.notify.dispatch import Dispatcher
+        self._outbox = Dispatcher(self.respond, interval_s=self.settings.outbox_interval_s,
+                                  backoff_s=self.settings.outbox_backoff_s)
+        self._outbox.start()
         self.started = True
 
     def stop(self) -> None:
         if self.started:
             self.workers.stop()
+            if self._outbox is not None:
+                self._outbox.stop()
             self.started = False
         self.app.close()
 
@@ -179,6 +198,22 @@ class Runtime:
                                               max_attempts=self.settings.max_attempts, note=plan.note,
                                               not_before=plan.wait)
         self.state.audit(actor, "investigate", space_id=space, target=inv.id, detail={"starting_point": point.value})
+        self.workers.wake()
+        return inv
+
+    def start_linked(self, space: str, parent: Investigation, steering, actor: str) -> Investigation:
+        """A steered rerun of ``parent`` (same window and alert), queued now; both journals say so."""
+        trigger = parent.trigger.model_copy(update={"steering": steering,
+                                                    "text": f"rerun of {parent.id}" + (f": {parent.trigger.text}"
+                                                                                      if parent.trigger.text else "")})
+        inv = self.state.create_investigation(space, trigger, parent.window, enqueue=True,
+                                              max_attempts=self.settings.max_attempts,
+                                              note=JournalEntry(investigation_id="", seq=0, kind=JournalKind.NOTE,
+                                                                message=f"a rerun of {parent.id} started by {actor}",
+                                                                source=actor,
+                                                                data={"steering": steering.model_dump(mode="json")}))
+        self.state.audit(actor, "investigate", space_id=space, target=inv.id,
+                         detail={"rerun_of": parent.id, "steering": steering.model_dump(mode="json")})
         self.workers.wake()
         return inv
 

@@ -183,3 +183,134 @@ class IntegrationRow(Base):
     config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     secret: Mapped[str | None] = mapped_column(Text, nullable=True)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+# -- respond and prevent (migration 0004) ---------------------------------------------------------
+class RespondSettingRow(Base):
+    """A space's settings for one action kind (area ``action``) or notifier (area ``notify``): whether it
+    is on and its config. Credentials in ``config`` are references (``{env: NAME}`` / ``{file: PATH}``)."""
+
+    __tablename__ = "respond_settings"
+    space_id: Mapped[str] = mapped_column(ForeignKey("spaces.id", ondelete="CASCADE"), primary_key=True)
+    area: Mapped[str] = mapped_column(String(20), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(40), primary_key=True)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ActionRow(Base):
+    """A directed action: proposed, approved (a single-use token was minted), run once, verified."""
+
+    __tablename__ = "actions"
+    __table_args__ = (Index("ix_actions_space_inv", "space_id", "investigation_id"),)
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    space_id: Mapped[str] = mapped_column(ForeignKey("spaces.id", ondelete="CASCADE"))
+    investigation_id: Mapped[str] = mapped_column(ForeignKey("investigations.id", ondelete="CASCADE"))
+    hypothesis_id: Mapped[str] = mapped_column(String(40), default="")
+    kind: Mapped[str] = mapped_column(String(40))
+    args: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    args_hash: Mapped[str] = mapped_column(String(64))
+    summary: Mapped[str] = mapped_column(Text, default="")
+    status: Mapped[str] = mapped_column(String(20))     # proposed|approved|running|succeeded|failed|expired
+    proposed_by: Mapped[str] = mapped_column(String(200), default="")
+    approved_by: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    approved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    result: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    verify: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    recovery: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    error: Mapped[str] = mapped_column(Text, default="")
+
+
+class ApprovalRow(Base):
+    """An approval's single-use token (stored as a hash), bound to one action, its kind, the hash of its
+    exact arguments and its investigation; consumed atomically."""
+
+    __tablename__ = "approvals"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    action_id: Mapped[str] = mapped_column(ForeignKey("actions.id", ondelete="CASCADE"), index=True)
+    space_id: Mapped[str] = mapped_column(String(63))
+    investigation_id: Mapped[str] = mapped_column(String(40))
+    kind: Mapped[str] = mapped_column(String(40))
+    args_hash: Mapped[str] = mapped_column(String(64))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    approved_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    used_by: Mapped[str] = mapped_column(String(200), default="")
+
+
+class OutboxRow(Base):
+    """An outgoing update (Slack, ticket note, webhook) waiting to be delivered: retried with backoff
+    until it is sent or dead; it survives restarts and receiver outages."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_due", "status", "next_at"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    space_id: Mapped[str] = mapped_column(ForeignKey("spaces.id", ondelete="CASCADE"), index=True)
+    investigation_id: Mapped[str | None] = mapped_column(String(40), nullable=True, index=True)
+    notifier: Mapped[str] = mapped_column(String(40))
+    event: Mapped[str] = mapped_column(String(40))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    dedup_key: Mapped[str] = mapped_column(String(300), unique=True)
+    status: Mapped[str] = mapped_column(String(20))      # pending | sent | dead
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    claimed_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    result: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class ThreadRow(Base):
+    """Where an investigation's updates go in one notifier: a Slack channel and thread, a PagerDuty
+    incident, a Jira issue, a GitHub issue, a ServiceNow incident."""
+
+    __tablename__ = "threads"
+    investigation_id: Mapped[str] = mapped_column(ForeignKey("investigations.id", ondelete="CASCADE"),
+                                                  primary_key=True)
+    notifier: Mapped[str] = mapped_column(String(40), primary_key=True)
+    space_id: Mapped[str] = mapped_column(String(63), index=True)
+    ref: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class BacklogRow(Base):
+    """A prevention item found across a space's investigations, with the status people give it."""
+
+    __tablename__ = "backlog"
+    __table_args__ = (UniqueConstraint("space_id", "key", name="uq_backlog_key"),)
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    space_id: Mapped[str] = mapped_column(ForeignKey("spaces.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(String(300))
+    category: Mapped[str] = mapped_column(String(40))
+    title: Mapped[str] = mapped_column(Text)
+    detail: Mapped[str] = mapped_column(Text, default="")
+    severity: Mapped[float] = mapped_column(Float, default=0.0)
+    likelihood: Mapped[float] = mapped_column(Float, default=0.0)
+    detectability: Mapped[float] = mapped_column(Float, default=0.0)
+    score: Mapped[float] = mapped_column(Float, default=0.0)
+    status: Mapped[str] = mapped_column(String(20), default="open")
+    note: Mapped[str] = mapped_column(Text, default="")
+    investigations: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class SkillRow(Base):
+    """A Markdown runbook attached to a space, matched to investigations by service, fault kind and alert
+    labels; ``always`` makes it a standing instruction for every investigation."""
+
+    __tablename__ = "skills"
+    space_id: Mapped[str] = mapped_column(ForeignKey("spaces.id", ondelete="CASCADE"), primary_key=True)
+    name: Mapped[str] = mapped_column(String(63), primary_key=True)
+    title: Mapped[str] = mapped_column(String(300), default="")
+    body: Mapped[str] = mapped_column(Text, default="")
+    match: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    always: Mapped[bool] = mapped_column(Boolean, default=False)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
