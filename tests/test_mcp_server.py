@@ -52,7 +52,9 @@ T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 WINDOW = {"start": "2023-01-29T15:00:00Z", "end": "2023-01-29T16:30:00Z"}
 VIGIL = Path(sys.executable).parent / "vigil"
 READ_ONLY = {"space_overview", "list_investigations", "investigation_status", "investigation_journal", "hypotheses",
-             "recommendations", "query_metrics", "query_logs", "query_traces", "topology"}
+             "recommendations", "query_metrics", "query_logs", "query_traces", "topology", "mitigation",
+             "postmortem", "prevention_backlog"}
+WRITES = {"start_investigation", "ask", "propose_action"}      # none destructive
 
 
 def _prepare(app: App) -> dict:
@@ -121,6 +123,17 @@ async def _investigate_demo(c: Client) -> str:
     assert recs["mitigations"][0]["resource"] == ROOT and recs["mitigations"][0]["fault_kind"] == "cpu"
     assert any(s["mutating"] for s in recs["mitigations"][0]["steps"])
     assert not all(s["mutating"] for s in recs["mitigations"][0]["steps"])
+    # the respond tools: the same specs, chat and report as the API
+    spec = _json(await c.call_tool("mitigation", {"investigation_id": started["id"], "limit": 1}))["specs"][0]
+    assert spec["spec"] == "vigil.mitigation/v1" and spec["resource"] == ROOT and spec["verify"]["signal"] == "metric"
+    assert all(" ".join(cmd["argv"]) for st in spec["steps"] for cmd in st["commands"])
+    ans = _json(await c.call_tool("ask", {"investigation_id": started["id"], "question": "which logs did you analyze?"}))
+    assert ans["intent"] == "data" and ans["cites"] and "[J" not in ans["answer"] or ans["cites"]
+    pm = _json(await c.call_tool("postmortem", {"investigation_id": started["id"]}))
+    assert pm["markdown"].startswith("# Post-incident report") and "## Timeline" in pm["markdown"]
+    assert "off in space" in _error(await c.call_tool("propose_action", {
+        "investigation_id": started["id"], "kind": "webhook", "args": {"operation": "rollback", "service": ROOT}}))
+    assert _json(await c.call_tool("prevention_backlog", {}))["total"] == 0
     return started["id"]
 
 
@@ -151,12 +164,13 @@ async def _telemetry(c: Client, inv_id: str) -> None:
 
 async def _tools_and_annotations(c: Client) -> None:
     tools = {t.name: t for t in (await c.list_tools()).tools}
-    assert set(tools) == READ_ONLY | {"start_investigation"}
+    assert set(tools) == READ_ONLY | WRITES
     for name in READ_ONLY:
         a = tools[name].annotations
         assert a is not None and a.read_only_hint is True and a.destructive_hint is False, name
-    a = tools["start_investigation"].annotations
-    assert a is not None and a.read_only_hint is False and a.destructive_hint is False
+    for name in WRITES:
+        a = tools[name].annotations
+        assert a is not None and a.read_only_hint is False and a.destructive_hint is False, name
     assert all(len(t.description or "") > 80 for t in tools.values())      # written for an agent
     assert "investigation_id" in tools["hypotheses"].input_schema["required"]
 

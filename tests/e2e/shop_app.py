@@ -6,12 +6,17 @@ per service) for a real Prometheus to scrape. After ``--fault-after`` seconds th
 starts failing: half of its calls error after a 150 ms stall, with an ERROR log each time; the
 frontend sees the errors and the latency as symptoms.
 
+With ``--require-env NAME`` the cart reads its store's address from the environment variable NAME at
+start; a release that ships without it (a typo in the deploy's environment) fails every cart call
+with ``KeyError: 'NAME'``, at once: the deploy is the cause, the cart's errors its effect.
+
 Run: python shop_app.py --otlp http://127.0.0.1:8080 --token T --prom-port 9101 --fault-after 30
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import threading
 import time
@@ -70,6 +75,7 @@ class Shop:
         headers = {"Authorization": f"Bearer {token}"}
         self.svc = {n: Service(n, endpoint, headers, export_ms) for n in SERVICES}
         self.faulty = False
+        self.misconfigured = ""              # the environment variable a broken release lacks
         self.window: deque = deque()          # (t, service, error) of the last seconds, for Prometheus
         self.lock = threading.Lock()
         self.rng = random.Random(7)
@@ -89,9 +95,12 @@ class Shop:
         d1 = d0 + int(rng.uniform(0.8, 1.6) * 1e6)
         dspan.end(end_time=d1)
         db.log(dspan, "INFO", f"query cart_items rows={rng.randint(1, 9)}", d1)
-        failed = self.faulty and rng.random() < 0.5
+        failed = bool(self.misconfigured) or (self.faulty and rng.random() < 0.5)
         c1 = d1 + int((rng.uniform(150, 170) if self.faulty else rng.uniform(1.0, 3.0)) * 1e6)
-        if failed:
+        if self.misconfigured:
+            cspan.set_status(Status(StatusCode.ERROR, f"KeyError: '{self.misconfigured}'"))
+            cart.log(cspan, "ERROR", f"cart store not configured: KeyError: '{self.misconfigured}'", c1)
+        elif failed:
             cspan.set_status(Status(StatusCode.ERROR, "cart store unavailable"))
             cart.log(cspan, "ERROR", "cart store unavailable: connection pool exhausted after 150 ms", c1)
         else:
@@ -159,10 +168,13 @@ def main() -> None:
     ap.add_argument("--duration", type=float, default=600.0)
     ap.add_argument("--rps", type=float, default=25.0)
     ap.add_argument("--backfill", type=float, default=0.0, help="seconds of past normal traffic to send first")
+    ap.add_argument("--require-env", default="", help="the cart's store address comes from this variable")
     args = ap.parse_args()
     shop = Shop(args.otlp, args.token)
     if args.backfill:
         shop.backfill(args.backfill, args.rps)
+    if args.require_env and not os.environ.get(args.require_env):
+        shop.misconfigured = args.require_env
     if args.prom_port:
         from prometheus_client import Gauge, start_http_server
         g = Gauge("shop_error_ratio", "Share of failed requests over the last 3 s.", ["service"])

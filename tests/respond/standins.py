@@ -85,6 +85,7 @@ class StandIn:
         self.chat_reply = chat_reply or (lambda _body: "The journal shows the deploy [J1].")
         self._ts = itertools.count(1)
         self.channels: dict[str, str] = {}
+        self.posted: list[dict] = []          # chat.postMessage answers (channel, ts, thread_ts), in order
         outer = self
 
         class H(BaseHTTPRequestHandler):
@@ -167,6 +168,7 @@ class StandIn:
                    "bot_id": "B0VIGIL", "blocks": blocks or []}
             if p.get("thread_ts"):
                 msg["thread_ts"] = p["thread_ts"]
+            self.posted.append({"channel": chan, "ts": ts, "thread_ts": p.get("thread_ts"), "text": p.get("text", "")})
             return 200, {"ok": True, "channel": chan, "ts": ts, "message": msg}
         if method == "conversations.create":
             name = str(p.get("name", ""))

@@ -70,6 +70,9 @@ class Backend(Protocol):
 
     def job(self, inv_id: str) -> dict[str, Any] | None: ...
 
+    @property
+    def respond(self) -> Any: ...              # vigil.respond.service.RespondService
+
 
 class RuntimeBackend:
     """Over HTTP, inside the server: the durable queue and the server's workers."""
@@ -91,6 +94,10 @@ class RuntimeBackend:
     def job(self, inv_id: str) -> dict[str, Any] | None:
         return self.rt.state.job(inv_id)
 
+    @property
+    def respond(self) -> Any:
+        return self.rt.respond
+
 
 class LocalBackend:
     """Over stdio: investigations run here, one at a time, in a background thread."""
@@ -102,6 +109,15 @@ class LocalBackend:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vigil-mcp-investigation")
         self._lock = threading.Lock()
         self._pending: list[tuple[Future, str]] = []
+        self._respond = None
+
+    @property
+    def respond(self) -> Any:
+        """Mitigation specs, chat, proposals, reports; reruns and notifications need ``vigil serve``."""
+        if self._respond is None:
+            from vigil.respond.service import RespondService
+            self._respond = RespondService(self.app.state, self.app.sources)
+        return self._respond
 
     def resolve(self, secret: str) -> ApiToken | None:
         # no cache: a token revoked with `vigil token revoke` stops working at the next call

@@ -29,6 +29,10 @@ READ = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_h
 # telemetry queries may reach the space's connectors (Prometheus, CloudWatch, ...): still read-only
 READ_SOURCES = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True,
                                open_world_hint=True)
+ASK = ToolAnnotations(title="Ask about an investigation", read_only_hint=False, destructive_hint=False,
+                      idempotent_hint=False, open_world_hint=False)
+PROPOSE = ToolAnnotations(title="Propose a directed action", read_only_hint=False, destructive_hint=False,
+                          idempotent_hint=True, open_world_hint=False)
 START = ToolAnnotations(title="Start an investigation", read_only_hint=False, destructive_hint=False,
                         idempotent_hint=False, open_world_hint=False)
 
@@ -163,6 +167,54 @@ def build_server(backend: Backend, secret_of: SecretOf) -> MCPServer:
         cause, a monitoring gap, deploy practice). Derived from the hypotheses and evidence; Vigil runs none of
         it - steps marked mutating need a person's decision."""
         return run(ctx, tools.recommendations, investigation_id, limit)
+
+    @mcp.tool(annotations=READ, structured_output=False)
+    def mitigation(
+        ctx: Context, investigation_id: InvId,
+        limit: Annotated[int, Field(ge=1, le=10, description="Specs for the top this many hypotheses.")] = 3,
+    ) -> CallToolResult:
+        """Mitigation specs (schema vigil.mitigation/v1): per hypothesis, the change named as the cause, immediate
+        steps with commands as argv lists (validated, shown shell-quoted), the directed action a step maps to,
+        how to verify recovery (series, threshold, duration), how to undo it, risks and matching runbooks."""
+        return run(ctx, tools.mitigation, investigation_id, limit)
+
+    @mcp.tool(annotations=ASK, structured_output=False)
+    def ask(
+        ctx: Context, investigation_id: InvId,
+        question: Annotated[str, Field(min_length=1, max_length=500, description="e.g. 'which logs did you "
+                                       "analyze?', 'why not payments?', 'what changed before the onset?', 'focus on "
+                                       "payments and rerun' (operator).")],
+    ) -> CallToolResult:
+        """Ask about an investigation; answers cite journal entries ([J<seq>]). Recorded in the journal; a
+        'focus on X' / 'exclude X' question from an operator starts a linked, steered rerun."""
+        return run(ctx, tools.ask, investigation_id, question)
+
+    @mcp.tool(annotations=PROPOSE, structured_output=False)
+    def propose_action(
+        ctx: Context, investigation_id: InvId,
+        kind: Annotated[str, Field(description="kubernetes-rollout-undo, kubernetes-scale, git-revert, "
+                                               "argocd-rollback or webhook (as a mitigation spec's step names it).")],
+        args: Annotated[dict[str, Any], Field(description="The action's exact arguments (from the spec).")],
+        hypothesis_id: Annotated[str, Field(max_length=80, description="The hypothesis it mitigates.")] = "",
+    ) -> CallToolResult:
+        """Propose a directed action (operator role). It runs nothing: a person approves it in the console, the
+        API or Slack, which mints a single-use token bound to these exact arguments; the space must have
+        turned the action kind on."""
+        return run(ctx, tools.propose_action, investigation_id, kind, args, hypothesis_id)
+
+    @mcp.tool(annotations=READ, structured_output=False)
+    def postmortem(ctx: Context, investigation_id: InvId) -> CallToolResult:
+        """The post-incident report as Markdown: timeline, impact, root cause and evidence, actions taken and
+        recommendations."""
+        return run(ctx, tools.postmortem, investigation_id)
+
+    @mcp.tool(annotations=READ, structured_output=False)
+    def prevention_backlog(
+        ctx: Context, limit: Annotated[int, Field(ge=1, le=100, description="The top this many items.")] = 20,
+    ) -> CallToolResult:
+        """The space's prevention backlog (recurring causes, monitoring gaps, single points of failure, deploy
+        practice, configuration drift), ranked by severity x likelihood x detectability, with statuses."""
+        return run(ctx, tools.prevention_backlog, limit)
 
     @mcp.tool(annotations=READ_SOURCES, structured_output=False)
     def query_metrics(

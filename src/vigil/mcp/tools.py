@@ -224,6 +224,38 @@ class VigilTools:
             "recommendations": [r.model_dump(mode="json") for r in recs],
         })
 
+    # -- respond: the same service the API, the console and Slack call -----------------------------------
+    def mitigation(self, caller: Caller, investigation_id: str, limit: int = 3) -> dict[str, Any]:
+        inv = self._inv(caller, investigation_id)
+        self._limit(limit, 10)
+        specs = self.backend.respond.specs(caller.space, inv.id, limit)
+        return bounded({"investigation_id": inv.id, "specs": [s.model_dump(mode="json") for s in specs]})
+
+    def ask(self, caller: Caller, investigation_id: str, question: str) -> dict[str, Any]:
+        inv = self._inv(caller, investigation_id)
+        ans = self.backend.respond.ask(caller.space, inv.id, question, caller.actor, caller.role.allows(Role.OPERATOR))
+        return bounded(ans.model_dump(mode="json"))
+
+    def propose_action(self, caller: Caller, investigation_id: str, kind: str, args: dict[str, Any],
+                       hypothesis_id: str = "") -> dict[str, Any]:
+        caller.need(Role.OPERATOR)
+        inv = self._inv(caller, investigation_id)
+        a = self.backend.respond.propose(caller.space, inv.id, kind, args, caller.actor, hypothesis_id)
+        return bounded({**{k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in a.items()},
+                        "note": "proposed only: a person approves it in the console, the API or Slack"})
+
+    def postmortem(self, caller: Caller, investigation_id: str) -> dict[str, Any]:
+        from vigil.respond import postmortem
+        inv = self._inv(caller, investigation_id)
+        data = postmortem.gather(self.backend.respond, caller.space, inv.id)
+        return bounded({"investigation_id": inv.id, "markdown": postmortem.markdown(data)[:20000]})
+
+    def prevention_backlog(self, caller: Caller, limit: int = 20) -> dict[str, Any]:
+        self._limit(limit, 100)
+        items = self.backend.respond.store.backlog(caller.space)
+        return bounded({"items": [{k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in i.items()}
+                                  for i in items[:limit]], "total": len(items)})
+
     def topology(self, caller: Caller, resource: str | None = None) -> dict[str, Any]:
         topo = self.app.sources.topology(caller.space)
         edges = topo.edges

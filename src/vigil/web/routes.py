@@ -6,6 +6,7 @@ Pages answer errors as HTML pages, with the same status codes as the API (401, 4
 
 from __future__ import annotations
 
+import json
 import logging
 import secrets
 from datetime import UTC, datetime, timedelta
@@ -490,3 +491,99 @@ def _check(c: dict[str, Any] | None) -> dict[str, Any] | None:
             at = None
     return {"ok": bool(c.get("ok")), "at": at, "message": str(c.get("message") or "")[:300]}
 
+
+
+# -- respond: mitigation, actions, chat, the post-incident report; the prevention backlog ------------
+def _chat_log(journal: list) -> list[dict[str, Any]]:
+    return [e.data["chat"] | {"seq": e.seq, "ts": e.ts} for e in journal
+            if isinstance(e.data, dict) and isinstance(e.data.get("chat"), dict)]
+
+
+@router.get("/s/{space}/investigations/{inv_id}/respond")
+def respond_page(request: Request, space: SpacePath, inv_id: IdPath):
+    ctx = _ctx(request, space)
+    rt = _rt(request)
+    inv = rt.state.get_investigation(inv_id, space_id=space)
+    svc = rt.respond
+    specs = svc.specs(space, inv_id, 3)
+    enabled = {s["kind"] for s in svc.store.list_settings(space, "action") if s["enabled"]}
+    actions = svc.store.list_actions(space, inv_id)
+    proposed = {(a["kind"], a["args_hash"]) for a in actions}
+    from vigil.respond.actions import args_hash
+    journal = rt.state.journal(inv_id)
+    return ctx.page("respond.html", inv=inv, specs=specs, actions=actions, enabled=enabled,
+                    already=lambda ref: (ref.kind, args_hash(ref.kind, ref.args)) in proposed,
+                    chat=_chat_log(journal), json=json)
+
+
+@router.post("/s/{space}/investigations/{inv_id}/actions")
+async def propose_action(request: Request, space: SpacePath, inv_id: IdPath):
+    ctx = _ctx(request, space)
+    form = await _form(request, ctx)
+    try:
+        args = json.loads(form.get("args") or "{}")
+    except ValueError:
+        raise InputError("the action's arguments are not JSON") from None
+    if not isinstance(args, dict):
+        raise InputError("the action's arguments must be an object")
+    await run_in_threadpool(_rt(request).respond.propose, space, inv_id, form.get("kind", "")[:40], args, ctx.actor,
+                            form.get("hypothesis_id", "")[:80])
+    return _back(f"/ui/s/{space}/investigations/{inv_id}/respond#actions")
+
+
+@router.post("/s/{space}/actions/{action_id}/approve")
+async def approve_action(request: Request, space: SpacePath, action_id: IdPath):
+    """A person's click in the console is the approval: the token it mints is used at once, once."""
+    ctx = _ctx(request, space)
+    await _form(request, ctx)
+    a = await run_in_threadpool(_rt(request).respond.approve_and_run, space, action_id, ctx.actor)
+    return _back(f"/ui/s/{space}/investigations/{a['investigation_id']}/respond#action-{action_id}")
+
+
+@router.post("/s/{space}/investigations/{inv_id}/chat")
+async def chat(request: Request, space: SpacePath, inv_id: IdPath):
+    ctx = _ctx(request, space)
+    form = await _form(request, ctx, need=Role.VIEWER)
+    q = (form.get("question") or "").strip()
+    if not q or len(q) > 500:
+        raise InputError("ask a question of 1 to 500 characters")
+    await run_in_threadpool(_rt(request).respond.ask, space, inv_id, q, ctx.actor, ctx.can_act)
+    return _back(f"/ui/s/{space}/investigations/{inv_id}/respond#chat")
+
+
+@router.get("/s/{space}/investigations/{inv_id}/postmortem")
+def postmortem_download(request: Request, space: SpacePath, inv_id: IdPath,
+                        format: Annotated[str, Query(pattern="^(md|html|pdf)$")] = "html"):  # noqa: A002
+    ctx = _ctx(request, space)
+    from vigil.api import routes_respond
+    resp = routes_respond.get_postmortem(request, space, inv_id, ctx.principal, format)
+    resp.headers["Content-Disposition"] = f'attachment; filename="postmortem-{inv_id}.{format}"'
+    return resp
+
+
+@router.get("/s/{space}/prevention")
+def prevention_page(request: Request, space: SpacePath):
+    ctx = _ctx(request, space)
+    items = _rt(request).respond.store.backlog(space)
+    return ctx.page("prevention.html", items=items, statuses=["open", "planned", "done", "dismissed"])
+
+
+@router.post("/s/{space}/prevention/refresh")
+async def prevention_refresh(request: Request, space: SpacePath):
+    ctx = _ctx(request, space)
+    await _form(request, ctx)
+    from vigil.respond import prevention
+    await run_in_threadpool(prevention.refresh, _rt(request).respond, space, ctx.actor)
+    return _back(f"/ui/s/{space}/prevention")
+
+
+@router.post("/s/{space}/prevention/{item_id}")
+async def prevention_status(request: Request, space: SpacePath, item_id: IdPath):
+    ctx = _ctx(request, space)
+    form = await _form(request, ctx)
+    status = form.get("status", "")
+    if status not in ("open", "planned", "done", "dismissed"):
+        raise InputError("status is one of open, planned, done, dismissed")
+    note = (form.get("note") or "").strip()[:2000] or None
+    await run_in_threadpool(_rt(request).respond.store.set_backlog_status, space, item_id, status, note, ctx.actor)
+    return _back(f"/ui/s/{space}/prevention#item-{item_id}")
