@@ -307,7 +307,7 @@ def test_http_needs_a_valid_bearer_token(live):
     r = httpx.post(live.url + "/mcp", json=init, headers={"Authorization": f"Bearer {viewer}",
                                                           "Accept": "application/json, text/event-stream"})
     assert r.status_code == 200 and r.json()["result"]["serverInfo"]["name"] == "vigil"
-    assert "/mcp" not in httpx.get(live.url + "/openapi.json").json()["paths"]
+    assert "/mcp" not in httpx.get(live.url + "/openapi.json", timeout=60).json()["paths"]
 
 
 def test_http_session_investigates_through_the_durable_queue(live):

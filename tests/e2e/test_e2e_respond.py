@@ -188,7 +188,8 @@ def test_a_bad_deploy_from_alert_to_recovery_and_report(tmp_path):
             created = s.of("/jira/rest/api/3/issue")[0].json()["fields"]
             assert created["summary"].startswith("Vigil: Probable root cause: deploy of cart")
             comments = [json.dumps(r.json()) for r in s.of("/jira/rest/api/3/issue/OPS-")]
-            assert any("Action ran" in c for c in comments) and any("Recovered after" in c for c in comments)
+            for needle in ("Action approved", "Action ran", "Recovered after"):
+                assert any(needle in c for c in comments), (needle, comments)
 
             # the post-incident report lists it all
             with vigil.client(operator) as o:

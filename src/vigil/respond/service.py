@@ -124,6 +124,7 @@ class RespondService:
         self._action(space, a["kind"])                  # still on
         token, a = self.store.approve(action_id, space, actor, self.ttl)
         self.touch(a["investigation_id"])
+        self._publish(space, a["investigation_id"], "action", a, f"approved:{a['id']}")
         return token, a
 
     def run(self, space: str, action_id: str, token: str, actor: str, verify_async: bool = True) -> dict[str, Any]:
