@@ -63,7 +63,7 @@ def test_an_operator_reads_the_spec_approves_an_action_and_asks(console, chromiu
         assert len(deployer.calls) == 1 and deployer.calls[0]["service"] == ROOT
         assert row.get_by_role("button").count() == 0            # approved once: no button any more
         page.get_by_label("Ask about this investigation").fill("which logs did you analyze?")
-        page.get_by_role("button", name="Ask").click()
+        page.get_by_role("button", name="Ask", exact=True).click()
         page.wait_for_url(re.compile(r"/respond#chat$"))
         answer = page.locator("ol.chat li").last
         assert "which logs did you analyze?" in answer.inner_text() and "I analyzed" in answer.inner_text()

@@ -114,46 +114,33 @@ def test_tokens_are_bound_to_their_action_and_arguments_and_expire(database_url,
     assert deployer.calls == []
 
 
-def test_two_processes_on_one_postgresql_run_an_approval_once(deployer):
-    import uuid
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_two_processes_on_one_postgresql_run_an_approval_once(database_url, deployer):
+    st, svc = setup(database_url)
+    inv = concluded(st, "shop")
+    _webhook(svc, "shop", deployer.url + "/deployer")
+    a = svc.propose("shop", inv, "webhook", {"operation": "rollback", "service": "orders-api"}, "op")
+    token, _ = svc.approve("shop", a["id"], "alice")
+    # a second "server process": its own engine and connection pool on the same database
+    from vigil.respond.service import RespondService
+    other = RespondService(StateStore(database_url), svc.sources)
+    results: list[str] = []
+    barrier = threading.Barrier(8)
 
-    from conftest import PG_URL
-    from sqlalchemy import create_engine, text
-    schema = f"vigil_test_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(PG_URL)
-    with admin.begin() as c:
-        c.execute(text(f'CREATE SCHEMA "{schema}"'))
-    url = f"{PG_URL}?options=-csearch_path%3D{schema}"
-    try:
-        st, svc = setup(url)
-        inv = concluded(st, "shop")
-        _webhook(svc, "shop", deployer.url + "/deployer")
-        a = svc.propose("shop", inv, "webhook", {"operation": "rollback", "service": "orders-api"}, "op")
-        token, _ = svc.approve("shop", a["id"], "alice")
-        # a second "server process": its own engine and pool on the same database
-        from vigil.respond.service import RespondService
-        other = RespondService(StateStore(url), svc.sources)
-        results: list[str] = []
-        barrier = threading.Barrier(8)
-
-        def go(s):
-            barrier.wait()
-            try:
-                s.run("shop", a["id"], token, "alice", verify_async=False)
-                results.append("ran")
-            except Refused:
-                results.append("refused")
-        threads = [threading.Thread(target=go, args=(svc if i % 2 else other,)) for i in range(8)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(30)
-        assert sorted(results) == ["ran"] + ["refused"] * 7
-        assert len(deployer.calls) == 1
-    finally:
-        with admin.begin() as c:
-            c.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+    def go(s):
+        barrier.wait()
+        try:
+            s.run("shop", a["id"], token, "alice", verify_async=False)
+            results.append("ran")
+        except Refused:
+            results.append("refused")
+    threads = [threading.Thread(target=go, args=(svc if i % 2 else other,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert sorted(results) == ["ran"] + ["refused"] * 7
+    assert len(deployer.calls) == 1
 
 
 # -- each kind against its counterpart ---------------------------------------------------------------

@@ -122,7 +122,6 @@ def mitigation(request: Request, space: SpacePath, inv_id: IdPath, who: Viewer,
 @router.get("/action-settings", response_model=list[SettingOut], tags=["respond"],
             summary="Every action kind, whether this space turned it on, and its config")
 def action_settings(request: Request, space: SpacePath, who: Admin):
-    _rt(request).state.get_space(space)
     return _svc(request).action_settings(space)
 
 
@@ -137,7 +136,6 @@ def put_action_setting(request: Request, space: SpacePath, kind: ActionKind, bod
 @router.get("/notifier-settings", response_model=list[SettingOut], tags=["respond"],
             summary="Every notifier (Slack, PagerDuty, ServiceNow, Jira, GitHub, webhook) and its settings")
 def notifier_settings(request: Request, space: SpacePath, who: Admin):
-    _rt(request).state.get_space(space)
     return _svc(request).notifier_settings(space)
 
 
@@ -160,14 +158,13 @@ def put_model_setting(request: Request, space: SpacePath, body: SettingIn, who: 
 @router.get("/outbox", tags=["respond"], summary="Outgoing updates and their delivery (newest last)")
 def outbox(request: Request, space: SpacePath, who: Admin, investigation: str | None = Query(None, max_length=80)):
     return [{k: v for k, v in o.items() if k != "payload"} | {"title": o["payload"].get("title", "")}
-            for o in _svc(request).store.outbox(space, investigation)]
+            for o in _svc(request).outbox(space, investigation)]
 
 
 # -- actions ----------------------------------------------------------------------------------------
 @router.get("/investigations/{inv_id}/actions", response_model=list[ActionOut], tags=["respond"])
 def list_actions(request: Request, space: SpacePath, inv_id: IdPath, who: Viewer):
-    _rt(request).state.get_investigation(inv_id, space_id=space)
-    return _svc(request).store.list_actions(space, inv_id)
+    return _svc(request).actions(space, inv_id)
 
 
 @router.post("/investigations/{inv_id}/actions", response_model=ActionOut, status_code=201, tags=["respond"],
@@ -178,7 +175,7 @@ def propose_action(request: Request, space: SpacePath, inv_id: IdPath, body: Pro
 
 @router.get("/actions/{action_id}", response_model=ActionOut, tags=["respond"])
 def get_action(request: Request, space: SpacePath, action_id: IdPath, who: Viewer):
-    return _svc(request).store.get_action(action_id, space)
+    return _svc(request).action(space, action_id)
 
 
 @router.post("/actions/{action_id}/approve", response_model=Approval, tags=["respond"],
@@ -232,8 +229,7 @@ def get_postmortem(request: Request, space: SpacePath, inv_id: IdPath, who: View
 @router.get("/prevention", tags=["respond"], summary="The prevention backlog, ranked by severity × likelihood × "
                                                      "detectability")
 def get_backlog(request: Request, space: SpacePath, who: Viewer, status: str | None = Query(None, max_length=20)):
-    _rt(request).state.get_space(space)
-    return _svc(request).store.backlog(space, status)
+    return _svc(request).backlog(space, status)
 
 
 @router.post("/prevention/refresh", tags=["respond"],
@@ -244,28 +240,26 @@ def refresh_backlog(request: Request, space: SpacePath, who: Operator):
 
 @router.patch("/prevention/{item_id}", tags=["respond"], summary="Set a backlog item's status (and a note)")
 def patch_backlog(request: Request, space: SpacePath, item_id: IdPath, body: BacklogPatch, who: Operator):
-    return _svc(request).store.set_backlog_status(space, item_id, body.status, body.note, who.actor)
+    return _svc(request).set_backlog_status(space, item_id, body.status, body.note, who.actor)
 
 
 # -- skills -----------------------------------------------------------------------------------------
 @router.get("/skills", tags=["respond"], summary="Runbooks and standing instructions attached to the space")
 def list_skills(request: Request, space: SpacePath, who: Viewer):
-    _rt(request).state.get_space(space)
-    return _svc(request).store.skills(space)
+    return _svc(request).skills(space)
 
 
 @router.put("/skills/{name}", tags=["respond"], summary="Attach or replace a runbook (Markdown) or instruction")
 def put_skill(request: Request, space: SpacePath, name: SkillName, body: SkillIn, who: Admin):
-    _rt(request).state.get_space(space)
     if not valid_name(name):
         raise ApiError(400, "a skill name is 1-63 characters of a-z, 0-9, '_', '.', '-'")
-    return _svc(request).store.put_skill(space, name, body.title, body.body, body.match.model_dump(mode="json"),
+    return _svc(request).put_skill(space, name, body.title, body.body, body.match.model_dump(mode="json"),
                                          body.always, who.actor)
 
 
 @router.delete("/skills/{name}", status_code=204, tags=["respond"])
 def delete_skill(request: Request, space: SpacePath, name: SkillName, who: Admin):
-    _svc(request).store.delete_skill(space, name, who.actor)
+    _svc(request).delete_skill(space, name, who.actor)
 
 
 # -- Slack (signed by Slack, not by a token) ----------------------------------------------------------

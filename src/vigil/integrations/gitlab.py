@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from vigil.integrations.changes import ChangeEvent, obj, service_for, text, when
+from vigil.integrations.changes import ChangeEvent, detail, obj, service_for, text, when
 from vigil.integrations.common import WebhookRejected, expect, same
 
 TOKEN = "X-Gitlab-Token"
@@ -68,7 +68,12 @@ def parse(event: str | None, payload: Any, config: dict[str, Any]) -> tuple[list
             desc += f" ({text(payload.get('commit_title'), 140)})"
         return [ChangeEvent(service_for(services, full, name, env), when(payload.get("status_changed_at"),
                                                                          "status_changed_at"),
-                            "deploy", text(desc), _user(payload))], ""
+                            "deploy", text(desc), _user(payload),
+                            detail(source="gitlab", project=full, deployment_id=payload.get("deployment_id")
+                                   if isinstance(payload.get("deployment_id"), int) else None,
+                                   sha=payload.get("commit_url", "").rsplit("/", 1)[-1]
+                                   if isinstance(payload.get("commit_url"), str) else payload.get("short_sha"),
+                                   ref=payload.get("ref"), environment=env, state=status))], ""
     expect(payload.get("object_kind") == "pipeline", "a Pipeline Hook has object_kind 'pipeline'")
     attrs = obj(payload, "object_attributes")
     status = text(attrs.get("status"), 40)
@@ -92,7 +97,10 @@ def parse(event: str | None, payload: Any, config: dict[str, Any]) -> tuple[list
         out.append(ChangeEvent(service_for(services, full, name, env_name),
                                when(b.get("finished_at") or attrs.get("finished_at"), f"builds[{i}].finished_at"),
                                "deploy", text(desc),
-                               text(user.get("username") or user.get("name"), 100) if isinstance(user, dict) else ""))
+                               text(user.get("username") or user.get("name"), 100) if isinstance(user, dict) else "",
+                               detail(source="gitlab", project=full, pipeline_id=attrs.get("id")
+                                      if isinstance(attrs.get("id"), int) else None, sha=attrs.get("sha"),
+                                      ref=attrs.get("ref"), environment=env_name, state=bstatus)))
     if not out:
         return [], "the pipeline has no finished job that deployed to an environment"
     return out, ""

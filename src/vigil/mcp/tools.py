@@ -252,7 +252,7 @@ class VigilTools:
 
     def prevention_backlog(self, caller: Caller, limit: int = 20) -> dict[str, Any]:
         self._limit(limit, 100)
-        items = self.backend.respond.store.backlog(caller.space)
+        items = self.backend.respond.backlog(caller.space)
         return bounded({"items": [{k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in i.items()}
                                   for i in items[:limit]], "total": len(items)})
 

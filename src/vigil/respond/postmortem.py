@@ -306,7 +306,9 @@ def _chart(doc: Any, series: list, detail: dict, w: float, h: float = 28.0) -> N
     med = detail.get("baseline_median")
     if isinstance(med, int | float) and lo <= med <= hi:
         doc.set_draw_color(120, 120, 120)
-        doc.dashed_line(x0, py(med), x0 + w, py(med), 1.5, 1.0)
+        doc.set_dash_pattern(dash=1.5, gap=1.0)
+        doc.line(x0, py(med), x0 + w, py(med))
+        doc.set_dash_pattern()
     doc.set_draw_color(9, 105, 218)
     doc.polyline([(px(t), py(v)) for t, v in pts])
     doc.set_y(y0 + h + 3)

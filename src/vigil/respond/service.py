@@ -71,6 +71,7 @@ class RespondService:
                                                                                            exclude_none=True), actor)
 
     def action_settings(self, space: str) -> list[dict[str, Any]]:
+        self.state.get_space(space)
         have = {s["kind"]: s for s in self.store.list_settings(space, "action")}
         return [{"kind": k, "title": cls.title, "enabled": bool(have.get(k, {}).get("enabled")),
                  "configured": k in have, "config": _public(have[k]["config"]) if k in have else {}}
@@ -186,6 +187,40 @@ class RespondService:
         for t in list(self._threads):
             t.join(timeout)
 
+    # -- reads and small writes the interfaces need (so they never touch the store) ---------------------
+    def enabled_actions(self, space: str) -> set[str]:
+        return {s["kind"] for s in self.store.list_settings(space, "action") if s["enabled"]}
+
+    def actions(self, space: str, inv_id: str | None = None) -> list[dict[str, Any]]:
+        if inv_id is not None:
+            self.state.get_investigation(inv_id, space_id=space)
+        return self.store.list_actions(space, inv_id)
+
+    def action(self, space: str, action_id: str) -> dict[str, Any]:
+        return self.store.get_action(action_id, space)
+
+    def outbox(self, space: str, inv_id: str | None = None) -> list[dict[str, Any]]:
+        return self.store.outbox(space, inv_id)
+
+    def backlog(self, space: str, status: str | None = None) -> list[dict[str, Any]]:
+        self.state.get_space(space)
+        return self.store.backlog(space, status)
+
+    def set_backlog_status(self, space: str, item_id: str, status: str, note: str | None, actor: str) -> dict:
+        return self.store.set_backlog_status(space, item_id, status, note, actor)
+
+    def skills(self, space: str) -> list[dict[str, Any]]:
+        self.state.get_space(space)
+        return self.store.skills(space)
+
+    def put_skill(self, space: str, name: str, title: str, body: str, match: dict[str, Any], always: bool,
+                  actor: str) -> dict[str, Any]:
+        self.state.get_space(space)
+        return self.store.put_skill(space, name, title, body, match, always, actor)
+
+    def delete_skill(self, space: str, name: str, actor: str) -> None:
+        self.store.delete_skill(space, name, actor)
+
     # -- chat, reruns, notes ------------------------------------------------------------------------
     def ask(self, space: str, inv_id: str, question: str, actor: str, can_act: bool):
         from vigil.respond.chat import Chat
@@ -246,6 +281,7 @@ class RespondService:
                                       actor)
 
     def notifier_settings(self, space: str) -> list[dict[str, Any]]:
+        self.state.get_space(space)
         have = {s["kind"]: s for s in self.store.list_settings(space, "notify")}
         return [{"kind": k, "title": cls.title, "enabled": bool(have.get(k, {}).get("enabled")),
                  "configured": k in have, "config": _public(have[k]["config"]) if k in have else {}}

@@ -264,7 +264,11 @@ def verify_for(h: Hypothesis, for_s: float = 60.0) -> Verify:
         m = next((e for e in h.evidence if e.kind is EvidenceKind.METRIC and e.detail.get("metric")), None)
         if m is not None:
             med, scale = float(m.detail.get("baseline_median") or 0.0), float(m.detail.get("baseline_scale") or 0.0)
-            thr = med + 3.0 * scale if scale > 0 else med * 1.2
+            peak = m.detail.get("peak_value")
+            # back within the baseline's spread, or at least a fifth of the way back from the peak
+            room = max(3.0 * scale, 0.2 * abs(float(peak) - med) if isinstance(peak, int | float) else 0.0,
+                       0.2 * abs(med))
+            thr = med + room if room > 0 else med
             return Verify(resource=r, signal="metric", series=str(m.detail["metric"]), threshold=round(thr, 6),
                           baseline=med, for_s=for_s,
                           description=f"{m.detail['metric']} of {r} at or below {thr:.4g} (baseline median "

@@ -506,8 +506,8 @@ def respond_page(request: Request, space: SpacePath, inv_id: IdPath):
     inv = rt.state.get_investigation(inv_id, space_id=space)
     svc = rt.respond
     specs = svc.specs(space, inv_id, 3)
-    enabled = {s["kind"] for s in svc.store.list_settings(space, "action") if s["enabled"]}
-    actions = svc.store.list_actions(space, inv_id)
+    enabled = svc.enabled_actions(space)
+    actions = svc.actions(space, inv_id)
     proposed = {(a["kind"], a["args_hash"]) for a in actions}
     from vigil.respond.actions import args_hash
     journal = rt.state.journal(inv_id)
@@ -564,7 +564,7 @@ def postmortem_download(request: Request, space: SpacePath, inv_id: IdPath,
 @router.get("/s/{space}/prevention")
 def prevention_page(request: Request, space: SpacePath):
     ctx = _ctx(request, space)
-    items = _rt(request).respond.store.backlog(space)
+    items = _rt(request).respond.backlog(space)
     return ctx.page("prevention.html", items=items, statuses=["open", "planned", "done", "dismissed"])
 
 
@@ -585,5 +585,5 @@ async def prevention_status(request: Request, space: SpacePath, item_id: IdPath)
     if status not in ("open", "planned", "done", "dismissed"):
         raise InputError("status is one of open, planned, done, dismissed")
     note = (form.get("note") or "").strip()[:2000] or None
-    await run_in_threadpool(_rt(request).respond.store.set_backlog_status, space, item_id, status, note, ctx.actor)
+    await run_in_threadpool(_rt(request).respond.set_backlog_status, space, item_id, status, note, ctx.actor)
     return _back(f"/ui/s/{space}/prevention#item-{item_id}")
