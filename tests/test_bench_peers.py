@@ -99,6 +99,10 @@ def test_frame_keeps_the_incident_window_only():
                          "value": 1.0})
     data, _ = peer_frame(Observation(onset=ONSET, metrics=slow), Settings())
     assert (data["time"] >= ONSET).sum() == 2
+    # ...but a marked fault-free window months away (PetShop's noissue) stretches nothing
+    far = slow.iloc[:5].assign(ts=ONSET + 1e7 + np.arange(5) * 300.0)
+    data, _ = peer_frame(Observation(onset=ONSET, metrics=pd.concat([slow.iloc[:4], far])), Settings())
+    assert data["time"].tolist() == (ONSET + np.arange(-3, 1) * 300.0 + 20).tolist()
 
 
 def _raw_main_py(rec, obs, s):
@@ -190,3 +194,14 @@ def test_cli_bench_with_peers(tmp_path):
     assert data["speed_vs_rcaeval_baro"][0]["dataset"] == "rcaeval/RE2-OB"
     msg = one_line_error(vigil("bench", str(FIXTURES / "rcaeval"), "--peers", "baro,circa", home=tmp_path / "h"))
     assert "unknown peer circa" in msg
+
+
+def test_vigil_beats_rcaevals_baro_on_petshop(datasets):
+    """PetShop (34 cases, 5-minute metrics): rcaeval's BARO on the same observations is well behind."""
+    rep = run_bench([datasets / "petshop"], peers=["baro"])
+    ac1 = {(r["dataset"], r["method"]): r["ac@1"] for r in rep.results}
+    cases = {(r["dataset"], r["method"]): r["cases"] for r in rep.results}
+    for ds in ("petshop/low_traffic", "petshop/temporal_traffic1"):
+        assert cases[(ds, "vigil")] == cases[(ds, "rcaeval-baro")] > 0
+        assert ac1[(ds, "vigil")] > ac1[(ds, "rcaeval-baro")]
+    assert not [c for c in rep.cases if c.get("error")]

@@ -1,4 +1,4 @@
-"""Benchmark harness: run the engine (and the BARO baseline) over every labeled case it can find."""
+"""Benchmark harness: run the engine (and, on request, published peers) over every labeled case it can find."""
 
 from vigil.bench.harness import BenchReport, run_bench
 

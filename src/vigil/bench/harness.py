@@ -1,5 +1,6 @@
 """``vigil bench``: finds every labeled case under the given folders, imports each recording into a
-private in-memory store, runs the engine and BARO on each case, and scores them.
+private in-memory store, runs the engine (and the published peers asked for, ``bench.peers``) on each
+case, and scores them.
 
 Labels are read here and nowhere else: the engine is given only the alert (a time, and for PetShop
 the alerting node and metric)."""
@@ -17,12 +18,11 @@ from pathlib import Path
 from vigil.agent.investigator import observe
 from vigil.bench.peers import Peer, load_peers
 from vigil.engine import Settings, analyze
-from vigil.engine.baro import baro_rank
 from vigil.errors import InputError
 from vigil.ingest import Recording, discover
 from vigil.store.telemetry import TelemetryStore
 
-METHODS = ("vigil", "baro")
+METHODS = ("vigil",)
 CONFIDENCE_BINS = (0.0, 0.2, 0.4, 0.6, 0.8, 1.01)
 
 
@@ -126,9 +126,6 @@ def run_recording(rec: Recording, settings: Settings, alert_offset_s: float = 0.
             t_obs = time.perf_counter() - t0
             analysis = analyze(obs, settings)
             t_vigil = time.perf_counter() - t0
-            t1 = time.perf_counter()
-            baro = [r for r, _ in baro_rank(obs, settings)]
-            t_baro = time.perf_counter() - t1 + t_obs
             hyps = analysis.hypotheses
             by_res = {h.resource: h for h in hyps}
             out.append(CaseResult(
@@ -138,8 +135,6 @@ def run_recording(rec: Recording, settings: Settings, alert_offset_s: float = 0.
                 kind_of_truth=by_res[case.label.resource].fault_kind.value if case.label.resource in by_res else None,
                 confidence=hyps[0].confidence if hyps else 0.0, inconclusive=analysis.inconclusive,
                 scores=[h.score for h in hyps[:5]]))
-            out.append(CaseResult(case=case.id, dataset=case.dataset, method="baro", fault=case.label.fault or "-",
-                                  truth=case.label.resource, ranks=baro, seconds=t_baro, true_fault_kind=truth_kind))
             for peer in peers:
                 t1 = time.perf_counter()
                 answer = peer.rank(obs)

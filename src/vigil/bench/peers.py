@@ -45,6 +45,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from vigil.agent.investigator import QUERY_TAIL_S
 from vigil.engine import Observation, Settings
 from vigil.errors import InputError
 
@@ -138,6 +139,9 @@ def incident_metrics(obs: Observation, s: Settings) -> pd.DataFrame:
     if m.empty:
         return m
     ts = m["ts"].to_numpy(dtype=float)
+    # the contiguous window observe() queried, without the marked baselines it may add from elsewhere
+    m = m[(ts >= obs.onset - s.metric_lookback_s) & (ts < obs.onset + s.after_s + QUERY_TAIL_S)]
+    ts = m["ts"].to_numpy(dtype=float)
     after = m[ts >= obs.onset]
     end = obs.onset + s.after_s
     if len(after):
@@ -145,7 +149,7 @@ def incident_metrics(obs: Observation, s: Settings) -> pd.DataFrame:
                .nth(s.min_after_samples - 1))
         if len(nth):
             end = max(end, float(nth.max()))
-    return m[(ts >= obs.onset - s.metric_lookback_s) & (ts <= end)]
+    return m[ts <= end]
 
 
 def _alias(resources: list[str]) -> dict[str, str]:
