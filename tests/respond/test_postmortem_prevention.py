@@ -139,3 +139,51 @@ def test_config_drift_between_git_manifests_and_the_live_cluster(database_url, t
 def test_hypothesis_fixture_is_sane():
     h = Hypothesis(rank=1, resource="x", fault_kind=FaultKind.ERROR, confidence=0.5)
     assert h.rank == 1 and datetime.now(UTC) > T0 - timedelta(days=3650)
+
+
+def test_cloudformation_drift_between_git_and_the_stacks(database_url, tmp_path, monkeypatch):
+    """moto's server runs the stack from the CloudWatch connector's tests; git holds a newer template."""
+    import subprocess
+
+    import boto3
+    from moto.server import ThreadedMotoServer
+    from sources.promkit import free_port
+    from sources.test_cloudwatch import TEMPLATE
+
+    from vigil.app import App
+    from vigil.config import Settings
+    from vigil.model import AgentSpace
+    from vigil.respond.service import RespondService
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        url = f"http://127.0.0.1:{port}"
+        boto3.client("cloudformation", endpoint_url=url, region_name="eu-west-1", aws_access_key_id="AKIDTEST",
+                     aws_secret_access_key="not-a-real-secret").create_stack(StackName="orders", TemplateBody=TEMPLATE)
+        repo = tmp_path / "infra"
+        (repo / "stacks").mkdir(parents=True)
+        (repo / "stacks" / "orders.yaml").write_text(
+            TEMPLATE.replace("maxReceiveCount: 3", "maxReceiveCount: 5")
+            + "  OrdersAlarmTopic:\n    Type: AWS::SNS::Topic\n    Properties: {TopicName: orders-alarms}\n")
+        (repo / "stacks" / "other.yaml").write_text(TEMPLATE)          # no such stack: not compared
+        subprocess.run(["git", "-C", str(repo), "init", "-q"], check=True)
+        monkeypatch.setenv("CW_KEY_ID", "AKIDTEST")
+        monkeypatch.setenv("CW_SECRET", "not-a-real-secret")
+        app = App(Settings(home=tmp_path / "h", database_url=database_url, telemetry_path=tmp_path / "t.duckdb",
+                           reports_dir=tmp_path / "r").ensure())
+        app.state.put_space(AgentSpace(id="shop", name="shop"))
+        app.state.put_source("shop", "infra", "git", {"path": str(repo)})
+        app.state.put_source("shop", "aws", "cloudwatch", {
+            "region": "eu-west-1", "endpoint_url": url, "access_key_id": {"env": "CW_KEY_ID"},
+            "secret_access_key": {"env": "CW_SECRET"}, "timeout_s": 5})
+        items = prevention.drift(RespondService(app.state, app.sources), "shop")
+        assert [i["key"] for i in items] == ["drift:stack/orders"]
+        d = items[0]
+        assert d["title"] == "stack orders differs from stacks/orders.yaml" and d["category"] == "config-drift"
+        assert "OrdersAlarmTopic is in git, not in the stack" in d["detail"]
+        assert "OrdersQueue properties differ: RedrivePolicy" in d["detail"]
+        assert "OrdersDLQ" not in d["detail"] and "OrdersTopic " not in d["detail"]
+        app.close()
+    finally:
+        server.stop()

@@ -8,7 +8,8 @@
 - deploy practice: deploys named as a cause (no canary stopped them), and causes with no revision to
   roll back to;
 - configuration drift: Kubernetes manifests in a space's git source against the live Deployments of its
-  Kubernetes source (replicas, images).
+  Kubernetes source (replicas, images), and CloudFormation templates in git against the templates the
+  stacks of its CloudWatch source run (resources added, removed, retyped or with other properties).
 
 Each item is ranked by severity × likelihood × detectability (1-5 each, higher is worse: detectability
 5 means it is hard to notice), and stored as a backlog whose statuses people set (``open``, ``planned``,
@@ -16,6 +17,7 @@ Each item is ranked by severity × likelihood × detectability (1-5 each, higher
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import defaultdict
 from pathlib import Path
@@ -151,16 +153,89 @@ def _manifests(path: Path) -> dict[tuple[str, str], dict[str, Any]]:
     return out
 
 
+def _cfn_templates(path: Path) -> dict[str, dict[str, Any]]:
+    """CloudFormation templates in a repository, by stack name (the file's name without its suffix)."""
+    from vigil.sources.cloudwatch import _CfnLoader
+    out: dict[str, dict[str, Any]] = {}
+    files = [p for p in sorted(path.rglob("*")) if p.suffix in (".yaml", ".yml", ".json", ".template")
+             and ".git" not in p.parts]
+    for p in files[:MAX_MANIFESTS]:
+        try:
+            text = p.read_text(errors="replace")
+            body = json.loads(text) if p.suffix == ".json" else yaml.load(text, Loader=_CfnLoader)  # noqa: S506
+        except (ValueError, yaml.YAMLError, OSError):
+            continue
+        res = body.get("Resources") if isinstance(body, dict) else None
+        if isinstance(res, dict) and any(isinstance(r, dict) and str(r.get("Type", "")).startswith(("AWS::", "Custom::"))
+                                         for r in res.values()):
+            out[p.stem] = {"resources": res, "file": str(p.relative_to(path))}
+    return out
+
+
+def _cfn_drift(repos: list[Any], accounts: list[Any]) -> list[dict[str, Any]]:
+    from vigil.sources.cloudwatch import _CfnLoader
+    declared: dict[str, dict[str, Any]] = {}
+    for r in repos:
+        declared.update(_cfn_templates(Path(r.config.path)))
+    items = []
+    for acc in accounts:
+        try:
+            stacks = acc._stack_names()
+        except Exception as exc:   # noqa: BLE001 - an account away: no drift can be said
+            log.info("drift: cannot list stacks of %s: %s", acc.name, exc)
+            continue
+        for stack in stacks:
+            want = declared.get(stack)
+            if want is None:
+                continue
+            try:
+                body = acc._call("cloudformation", "get_template", StackName=stack,
+                                 TemplateStage="Original").get("TemplateBody")
+                if isinstance(body, str):
+                    try:
+                        body = json.loads(body)
+                    except ValueError:
+                        body = yaml.load(body, Loader=_CfnLoader)  # noqa: S506 - a SafeLoader subclass
+            except Exception as exc:   # noqa: BLE001
+                log.info("drift: cannot read the template of %s: %s", stack, exc)
+                continue
+            live = (body or {}).get("Resources") or {} if isinstance(body, dict) else {}
+            diffs = []
+            for lid in sorted(set(want["resources"]) | set(live)):
+                a, b = want["resources"].get(lid), live.get(lid)
+                if b is None:
+                    diffs.append(f"{lid} is in git, not in the stack")
+                elif a is None:
+                    diffs.append(f"{lid} runs in the stack, not in git")
+                elif a.get("Type") != b.get("Type"):
+                    diffs.append(f"{lid} is {a.get('Type')} in git, {b.get('Type')} in the stack")
+                elif a.get("Properties") != b.get("Properties"):
+                    keys = sorted(k for k in set(a.get("Properties") or {}) | set(b.get("Properties") or {})
+                                  if (a.get("Properties") or {}).get(k) != (b.get("Properties") or {}).get(k))
+                    diffs.append(f"{lid} properties differ: {', '.join(keys[:6])}")
+            if diffs:
+                items.append(_item(f"drift:stack/{stack}", "config-drift",
+                                   f"stack {stack} differs from {want['file']}",
+                                   "; ".join(diffs[:10]) + ": the next deploy of the template changes the stack",
+                                   3, 3, 4, []))
+    return items
+
+
 def drift(service: Any, space: str) -> list[dict[str, Any]]:
-    """Kubernetes manifests in the space's git sources against its Kubernetes sources' live Deployments."""
+    """Kubernetes manifests and CloudFormation templates in the space's git sources against its Kubernetes
+    sources' live Deployments and its CloudWatch sources' stacks."""
     try:
         conns, _ = service.sources.connectors(space)
     except Exception:   # noqa: BLE001
         return []
     repos = [c for c in conns if c.kind == "git"]
     clusters = [c for c in conns if c.kind == "kubernetes"]
-    if not repos or not clusters:
+    accounts = [c for c in conns if c.kind == "cloudwatch"]
+    if not repos:
         return []
+    cfn = _cfn_drift(repos, accounts) if accounts else []
+    if not clusters:
+        return cfn
     declared: dict[tuple[str, str], dict[str, Any]] = {}
     for r in repos:
         declared.update(_manifests(Path(r.config.path)))
@@ -189,7 +264,7 @@ def drift(service: Any, space: str) -> list[dict[str, Any]]:
                                    f"deployment {key[0]}/{key[1]} differs from {want['file']}",
                                    "; ".join(diffs) + ": the next sync or redeploy changes production unannounced",
                                    3, 3, 4, []))
-    return items
+    return items + cfn
 
 
 def refresh(service: Any, space: str, actor: str) -> list[dict[str, Any]]:
