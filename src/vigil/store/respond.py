@@ -267,6 +267,13 @@ class RespondStore:
             return False
         return True
 
+    def queued_keys(self, keys: list[str]) -> set[str]:
+        """Which of these dedup keys the outbox already holds."""
+        if not keys:
+            return set()
+        with self.session() as s:
+            return set(s.scalars(select(OutboxRow.dedup_key).where(OutboxRow.dedup_key.in_([k[:300] for k in keys]))))
+
     def claim(self, owner_lease_s: float = 60.0, limit: int = 20) -> list[dict[str, Any]]:
         """Due pending updates, leased so that another dispatcher (process) does not send them too. Updates
         of one investigation and notifier go in order: a later one waits for the earlier."""

@@ -46,6 +46,9 @@ def publish(service: Any, space: str, inv_id: str, event: str, data: dict[str, A
     from vigil.respond.notify.messages import message
     targets = [s for s in service.store.list_settings(space, "notify")
                if s["enabled"] and event in (s["config"].get("events") or [event])]
+    if targets:        # already queued (the dispatcher looks every second): build nothing
+        have = service.store.queued_keys([f"{t['kind']}:{key}" for t in targets])
+        targets = [t for t in targets if f"{t['kind']}:{key}" not in have]
     if not targets:
         return 0
     msg = message(service, space, inv_id, event, data)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from vigil.errors import NotFound
@@ -17,6 +17,7 @@ from vigil.respond.notify import build
 from vigil.respond.notify.base import Failure, Message
 
 log = logging.getLogger("vigil.respond")
+RECENT_H = 6.0      # conclusions older than this are not queued (a space that turns a notifier on later)
 
 
 class Dispatcher:
@@ -70,9 +71,10 @@ class Dispatcher:
         for s in self.store.enabled_settings("notify"):
             cur = since_by_space.get(s["space_id"])
             since_by_space[s["space_id"]] = min(cur, s["updated_at"]) if cur else s["updated_at"]
+        recent = datetime.now(UTC) - timedelta(hours=RECENT_H)
         for space, since in since_by_space.items():
             for inv in self.service.state.list_investigations(space, limit=50):
-                if inv.status.finished and inv.finished_at and inv.finished_at >= since:
+                if inv.status.finished and inv.finished_at and inv.finished_at >= max(since, recent):
                     n += self.service.publish_conclusion(inv)
         return n
 
