@@ -272,9 +272,14 @@ def _alarm(state: str = "ALARM") -> str:
                                                         "LoadBalancer"}]}})
 
 
+def _sns_time(ago_s: float = 0.0) -> str:
+    """A Timestamp as SNS writes it (ISO 8601, milliseconds, Z), ``ago_s`` seconds in the past."""
+    return (datetime.now(UTC) - timedelta(seconds=ago_s)).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
 def _notification(message: str, msg_id: str = "22b80b92-fdea-4c2c-8f9d-bdfb0c7bf324", subject=True) -> dict:
     m = {"Type": "Notification", "MessageId": msg_id, "TopicArn": TOPIC, "Message": message,
-         "Timestamp": "2024-05-01T12:00:01.000Z",
+         "Timestamp": _sns_time(),
          "UnsubscribeURL": "https://sns.eu-west-1.amazonaws.com/?Action=Unsubscribe"}
     if subject:
         m["Subject"] = 'ALARM: "checkout-5xx" in EU (Ireland)'
@@ -304,6 +309,13 @@ def test_sns_cloudwatch_alarms_with_verified_signatures(live, certs):
             ({k: v for k, v in good.items() if k != "Signature"}, 401, "no Signature"),
             ({**good, "SignatureVersion": "3"}, 401, "SignatureVersion"),
             ({**good, "Signature": "%%%"}, 401, "not base64"),
+            # published more than an hour ago (SNS retries for at most 3,600 s) or ahead of the clock: replays
+            (certs.sign({**_notification(_alarm()), "Timestamp": _sns_time(3700)}), 401, "a replay"),
+            (certs.sign({**_notification(_alarm()), "Timestamp": _sns_time(-3600)}), 401, "in the future"),
+            # a certificate that cannot be fetched: the message cannot be verified, a 4xx (was 502)
+            (certs.sign(_notification(_alarm()), cert="/missing.pem"), 401, "answered HTTP 404"),
+            ({**good, "SigningCertURL": "http://127.0.0.1:1/gone.pem"}, 401, "could not fetch"),
+            ({**good, "Timestamp": "yesterday"}, 400, "not an RFC 3339 time"),
         ]
         for msg, status, text in cases:
             r = c.post(url, content=json.dumps(msg), headers=hdr)
@@ -317,7 +329,7 @@ def test_sns_cloudwatch_alarms_with_verified_signatures(live, certs):
         sub = certs.sign({"Type": "SubscriptionConfirmation", "MessageId": "s1", "Token": "2336412f37",
                           "TopicArn": TOPIC, "Message": "You have chosen to subscribe...",
                           "SubscribeURL": certs.base + "/confirm?Action=ConfirmSubscription&Token=2336412f37",
-                          "Timestamp": "2024-05-01T12:00:00.000Z"})
+                          "Timestamp": _sns_time()})
         r = c.post(url, content=json.dumps(sub), headers={"x-amz-sns-message-type": "SubscriptionConfirmation"})
         assert r.status_code == 202 and r.json()["outcomes"][0]["outcome"] == "subscription-confirmed"
         assert certs.confirmed == ["/confirm?Action=ConfirmSubscription&Token=2336412f37"]
@@ -367,8 +379,8 @@ def test_secrets_are_never_returned_nor_logged(live, caplog):
         assert r.status_code == 200 and r.json()["secret_set"] is True and secret not in r.text
         assert secret not in c.get("/v1/spaces/sec/integrations").text
         assert secret not in c.get("/v1/spaces/sec/audit").text
-        r = c.put("/v1/spaces/sec/integrations/generic", json={"secret_env": "VIGIL_TEST_GENERIC_SECRET"})
-        assert r.json()["config"] == {"secret_env": "VIGIL_TEST_GENERIC_SECRET"}
+        r = c.put("/v1/spaces/sec/integrations/generic", json={"secret_env": "VIGIL_SECRET_TEST_GENERIC"})
+        assert r.json()["config"] == {"secret_env": "VIGIL_SECRET_TEST_GENERIC"}
         assert c.put("/v1/spaces/sec/integrations/sns", json={}).status_code == 400
         assert c.put("/v1/spaces/sec/integrations/pagerduty", json={"secret": "short"}).status_code == 422
         assert c.put("/v1/spaces/sec/integrations/alertmanager", json={"secret": secret}).status_code == 400
@@ -380,3 +392,75 @@ def test_secrets_are_never_returned_nor_logged(live, caplog):
                    headers={"X-Vigil-Timestamp": "1", "X-Vigil-Signature": f"sha256={mac}"})
         assert r.status_code == 403
     assert secret not in caplog.text and op not in caplog.text
+
+
+def test_integration_secret_env_follows_the_sources_rule(live, monkeypatch):
+    """An integration's secret_env names only variables a source could (VIGIL_SECRET_ENV_PREFIXES, default
+    VIGIL_SECRET_): otherwise a space admin confirms a guessed value of any server variable by signing a
+    delivery with it (PUT {"secret_env": "HOME"}, then a delivery signed with "/root" was accepted)."""
+    import os
+
+    live.space("envs")
+    admin = live.token("envs", Role.ADMIN)
+    home = os.environ.get("HOME") or "/root"
+
+    def signed(body: bytes, key: str) -> dict:
+        ts = int(time.time())
+        mac = hmac.new(key.encode(), f"{ts}.".encode() + body, hashlib.sha256).hexdigest()
+        return {"X-Vigil-Timestamp": str(ts), "X-Vigil-Signature": f"sha256={mac}"}
+
+    body = b'{"title": "guess"}'
+    with live.client(admin) as c:
+        for name in ("HOME", "PATH", "VIGIL_TEST_X"):
+            r = c.put("/v1/spaces/envs/integrations/generic", json={"secret_env": name})
+            assert r.status_code == 422 and "VIGIL_SECRET_ENV_PREFIXES" in r.json()["error"], r.text
+            assert "\n" not in r.json()["error"]
+        assert c.get("/v1/spaces/envs/integrations").json() == []          # nothing stored
+    # a row stored before the rule (or by a looser server) still does not read HOME
+    live.state.put_integration("envs", "generic", {"secret_env": "HOME"}, None)
+    with live.client() as c:
+        r = c.post("/v1/spaces/envs/webhooks/generic", content=body, headers=signed(body, home))
+        assert r.status_code == 403 and "not enabled" in r.json()["error"], r.text
+    # an allowed variable works end to end
+    monkeypatch.setenv("VIGIL_SECRET_ENVS_GENERIC", "allowed-secret-0123456789")
+    with live.client(admin) as c:
+        assert c.put("/v1/spaces/envs/integrations/generic",
+                     json={"secret_env": "VIGIL_SECRET_ENVS_GENERIC"}).status_code == 200
+    with live.client() as c:
+        r = c.post("/v1/spaces/envs/webhooks/generic", content=body, headers=signed(body, "allowed-secret-0123456789"))
+        assert r.status_code == 202, r.text
+        assert c.post("/v1/spaces/envs/webhooks/generic", content=body,
+                      headers=signed(body, home)).status_code == 401
+
+
+def test_body_limits_are_the_ones_the_readme_states(live):
+    """The README's limits are the server's: API bodies 1 MiB, alert webhooks 8 MiB (a storm's Alertmanager
+    group), OTLP 16 MiB as sent and 64 MiB decompressed; and a webhook delivery between 1 and 8 MiB is taken."""
+    import re
+    from pathlib import Path
+
+    from vigil.server.settings import ServerSettings
+
+    text = " ".join((Path(__file__).resolve().parents[1] / "README.md").read_text().split())
+    stated = {name: int(mib) << 20 for mib, name in re.findall(r"over (\d+) MiB \(`(VIGIL_MAX_\w+)`", text)}
+    m = re.search(r"OTLP requests over (\d+) MiB as sent or (\d+) MiB decompressed", text)
+    assert m, "the README no longer states the OTLP limits"
+    stated["VIGIL_MAX_OTLP_BYTES"], stated["VIGIL_MAX_OTLP_DECODED_BYTES"] = int(m[1]) << 20, int(m[2]) << 20
+    d = ServerSettings()
+    assert stated == {"VIGIL_MAX_BODY_BYTES": d.max_body_bytes, "VIGIL_MAX_WEBHOOK_BYTES": d.max_webhook_bytes,
+                      "VIGIL_MAX_OTLP_BYTES": d.max_otlp_bytes,
+                      "VIGIL_MAX_OTLP_DECODED_BYTES": d.max_otlp_decoded_bytes}, stated
+    op, _ = _space(live, "limits")
+    pad = {f"detail{k}": "x" * 800 for k in range(8)}        # big labels: a real storm's group is this size
+    big = _am([_am_alert(f"l{i}", "Big", service=f"svc{i % 7}", **pad) for i in range(200)])
+    body = json.dumps(big).encode()
+    assert 1 << 20 < len(body) < 8 << 20
+    with live.client(op) as c:
+        r = c.post("/v1/spaces/limits/webhooks/alertmanager", content=body, headers={"Content-Type": "application/json"})
+        assert r.status_code == 202 and r.json()["accepted"] == 200, r.text[:300]
+        r = c.post("/v1/spaces/limits/webhooks/alertmanager", content=b" " * ((8 << 20) + 1),
+                   headers={"Content-Type": "application/json"})
+        assert r.status_code == 413 and "larger than" in r.json()["error"]
+        r = c.post("/v1/spaces/limits/investigations", content=b" " * ((1 << 20) + 1),
+                   headers={"Content-Type": "application/json"})
+        assert r.status_code == 413

@@ -135,6 +135,43 @@ def test_vetted_addresses_rules(dns):
         vetted_addresses("does-not-exist.invalid", 80)
 
 
+@pytest.mark.parametrize("addr", [
+    "192.0.0.192",                # Oracle Cloud metadata (IETF protocol assignments, 192.0.0.0/24)
+    "192.0.0.1",
+    "168.63.129.16",              # Azure WireServer
+    "64:ff9b::a9fe:a9fe",         # NAT64 (RFC 6052) of 169.254.169.254
+    "64:ff9b::169.254.169.254",
+    "64:ff9b:1::a9fe:a9fe",       # local-use NAT64 (RFC 8215)
+    "::a9fe:a9fe",                # IPv4-compatible
+    "::ffff:0:a9fe:a9fe",         # IPv4-translated
+    "::ffff:169.254.169.254",     # IPv4-mapped
+    "2002:a9fe:a9fe::1",          # 6to4
+    "64:ff9b::c000:c0",           # NAT64 of 192.0.0.192
+    "::ffff:168.63.129.16",
+    "fd00:ec2::253",              # AWS's IPv6 DNS resolver
+    "0.0.0.0", "0.1.2.3",
+])
+def test_denied_address_classes(addr, dns):
+    """Every spelling of a metadata or host-internal address is denied: at registration (the literal and a
+    name resolving to it) and at connect time."""
+    assert safety.denied_address(addr)
+    host = f"[{addr}]" if ":" in addr else addr
+    with pytest.raises(InputError, match="link-local or cloud metadata"):
+        validate_config("prometheus", {"url": f"http://{host}:9090"})
+    dns.names["alias.test"] = [addr]
+    with pytest.raises(InputError, match="resolves to the link-local or metadata address"):
+        validate_config("prometheus", {"url": "http://alias.test:9090"})
+    with pytest.raises(UnsafeAddressError):
+        vetted_addresses("alias.test", 80)
+
+
+@pytest.mark.parametrize("addr", ["127.0.0.1", "10.1.2.3", "192.168.1.1", "172.16.0.1", "::1", "fd00::1",
+                                  "64:ff9b::a00:1", "::ffff:10.0.0.1", "192.0.2.1", "203.0.113.7", "100.64.0.1"])
+def test_allowed_addresses_stay_allowed(addr):
+    """Loopback and private networks (where a self-hosted backend lives) and their IPv6 spellings are allowed."""
+    assert not safety.denied_address(addr)
+
+
 def test_registration_check_is_unchanged(dns):
     dns.names["meta.test"] = [METADATA]
     with pytest.raises(InputError, match="resolves to the link-local or metadata address 169.254.169.254"):

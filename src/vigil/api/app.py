@@ -10,8 +10,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import run_in_threadpool
 
 from vigil import __version__
-from vigil.api import errors
-from vigil.api.middleware import BodyLimit, ResponseCounter
+from vigil.api import api_docs, errors
+from vigil.api.middleware import BodyLimit, ResponseCounter, SecurityHeaders
 from vigil.api.routes_changes import router as changes_router
 from vigil.api.routes_ingest import router as ingest_router
 from vigil.api.routes_inv import router as inv_router
@@ -45,13 +45,19 @@ def create_app(runtime: Runtime | None = None, start: bool = True) -> FastAPI:
             if start:
                 await run_in_threadpool(rt.stop)
 
-    app = FastAPI(title="Vigil", version=__version__, description=DESCRIPTION, lifespan=lifespan)
+    # /docs and /redoc (Swagger UI, ReDoc) load their scripts from a CDN onto the server's origin: off
+    # unless the operator turns them on (VIGIL_API_DOCS=1). The OpenAPI document itself is always served.
+    app = FastAPI(title="Vigil", version=__version__, description=DESCRIPTION, lifespan=lifespan,
+                  docs_url=None, redoc_url=None)
     app.state.runtime = rt
     app.state.sns_certs = CertFetcher(rt.settings.sns_cert_url_regex, rt.settings.sns_cert_timeout_s)
     errors.install(app)
     app.add_middleware(BodyLimit, limit=rt.settings.max_body_bytes, otlp_limit=rt.settings.max_otlp_bytes,
                        webhook_limit=rt.settings.max_webhook_bytes)
     app.add_middleware(ResponseCounter, metrics=rt.metrics)
+    app.add_middleware(SecurityHeaders)
+    if rt.settings.api_docs:
+        api_docs.mount(app)
 
     @app.get("/healthz", tags=["health"], summary="Liveness: the process answers")
     def healthz():

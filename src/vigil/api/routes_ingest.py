@@ -210,7 +210,9 @@ async def webhook_sns(request: Request, space: SpacePath):
         if declared and declared != msg.get("Type"):
             raise WebhookRejected("x-amz-sns-message-type does not match the message Type")
         fetcher = request.app.state.sns_certs
-        await run_in_threadpool(sns.verify, msg, fetcher, list(config.get("topic_arns") or []))
+        await run_in_threadpool(lambda: sns.verify(msg, fetcher, list(config.get("topic_arns") or []),
+                                                   max_age_s=rt.settings.sns_max_age_s,
+                                                   skew_s=rt.settings.webhook_tolerance_s))
     except WebhookRejected as exc:
         _rejected(request, "sns", exc)
         raise

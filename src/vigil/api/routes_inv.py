@@ -13,6 +13,7 @@ from starlette.concurrency import run_in_threadpool
 
 from vigil.api.auth import IdPath, Operator, SpacePath, Viewer
 from vigil.api.errors import ERROR_RESPONSES
+from vigil.api.middleware import REPORT_CSP
 from vigil.api.schemas import InvestigationView, JobView, JudgeIn, ManualStart, NoteIn
 from vigil.model import (
     Hypothesis,
@@ -188,4 +189,7 @@ def get_report(request: Request, space: SpacePath, inv_id: IdPath, who: Viewer,
     st = _rt(request).state
     inv = st.get_investigation(inv_id, space_id=space)
     text = render(ReportData(inv, st.hypotheses(inv_id), st.journal(inv_id)), format)
-    return Response(text, media_type=_MEDIA[format])
+    resp = Response(text, media_type=_MEDIA[format])
+    if format == "html":            # self-contained: its inline style and SVG, no script, nothing fetched
+        resp.headers["Content-Security-Policy"] = REPORT_CSP
+    return resp

@@ -165,6 +165,10 @@ def put_integration(request: Request, space: SpacePath, kind: IntegrationKind, b
         raise ApiError(400, "an sns integration needs config.topic_arns: the topics the space accepts")
     config = body.config.model_dump(exclude_defaults=True)
     if body.secret_env:
+        try:
+            registry.check_secret_env(body.secret_env, "secret_env")   # the rule sources follow
+        except InputError as exc:
+            raise ApiError(422, str(exc)) from None
         config["secret_env"] = body.secret_env
     rt = _rt(request)
     rt.state.put_integration(space, kind, config, body.secret)

@@ -48,9 +48,19 @@ def same(a: str, b: str) -> bool:
 
 
 def resolve_secret(config: dict[str, Any], stored: str | None) -> str | None:
-    """The integration's secret: the environment variable its config names, else the stored one."""
+    """The integration's secret: the environment variable its config names, else the stored one. The
+    variable must pass the same rule as a source's (``check_secret_env``), here too: a row stored before
+    the rule, or with the prefixes narrowed since, does not read an arbitrary variable (it is treated as
+    no secret, so its deliveries are refused)."""
+    from vigil.errors import InputError
+    from vigil.sources.registry import check_secret_env
+
     env = config.get("secret_env")
     if env:
+        try:
+            check_secret_env(str(env))
+        except InputError:
+            return None
         return os.environ.get(str(env)) or None
     return stored or None
 

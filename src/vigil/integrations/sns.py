@@ -9,7 +9,14 @@ Verification follows AWS's documented procedure:
    Token, TopicArn, Type;
 3. ``Signature`` (base64) must verify under the certificate's RSA key with PKCS#1 v1.5 and SHA1
    (``SignatureVersion`` 1) or SHA256 (``SignatureVersion`` 2), and the certificate must be valid now;
-4. the ``TopicArn`` must be one the space allows (``topic_arns`` in its ``sns`` integration).
+4. the ``TopicArn`` must be one the space allows (``topic_arns`` in its ``sns`` integration);
+5. the ``Timestamp`` (when SNS published the message) must be at most ``MAX_AGE_S`` old: SNS retries an
+   HTTP/S delivery for at most 3,600 s in all ("The total policy retry time for an HTTP/S endpoint cannot be
+   greater than 3,600 seconds", docs.aws.amazon.com/sns/latest/dg/sns-message-delivery-retries.html), so an
+   older message is a replay; and no more than the clock tolerance in the future.
+
+Every refusal is a 4xx (the message cannot be shown to come from SNS, or it is not for this space), the
+certificate fetch included: whatever a stranger puts in a delivery never makes Vigil answer 5xx.
 
 Tests (and private deployments) point ``VIGIL_SNS_CERT_URL_REGEX`` at a certificate they serve
 themselves, e.g. ``^http://127\\.0\\.0\\.1:\\d+/.*\\.pem$``."""
@@ -20,6 +27,7 @@ import base64
 import json
 import re
 import threading
+import urllib.error
 import urllib.request
 from datetime import UTC, datetime
 from typing import Any
@@ -36,6 +44,7 @@ TYPES = ("Notification", "SubscriptionConfirmation", "UnsubscribeConfirmation")
 _NOTIFICATION_FIELDS = ("Message", "MessageId", "Subject", "Timestamp", "TopicArn", "Type")
 _SUBSCRIPTION_FIELDS = ("Message", "MessageId", "SubscribeURL", "Timestamp", "Token", "TopicArn", "Type")
 MAX_CERT_BYTES = 64 * 1024
+MAX_AGE_S = 3600.0          # SNS's longest HTTP/S retry policy
 
 
 def string_to_sign(msg: dict[str, Any]) -> bytes:
@@ -49,6 +58,31 @@ def string_to_sign(msg: dict[str, Any]) -> bytes:
             raise WebhookRejected(f"SNS message field {f} is missing", 400)
         out.append(f"{f}\n{v}\n")
     return "".join(out).encode()
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None         # an allowed certificate URL must answer itself, not send Vigil elsewhere
+
+
+_NO_REDIRECTS = urllib.request.build_opener(_NoRedirect)
+
+
+def check_timestamp(msg: dict[str, Any], now: datetime | None = None, max_age_s: float = MAX_AGE_S,
+                    skew_s: float = 300.0) -> None:
+    """Refuse (401) a message published more than ``max_age_s`` ago or more than ``skew_s`` ahead."""
+    try:
+        ts = parse_time(msg.get("Timestamp"), "Timestamp")
+    except WebhookRejected as exc:
+        raise WebhookRejected(str(exc), 400, "malformed") from None
+    if ts is None:
+        raise WebhookRejected("SNS message field Timestamp is missing", 400)
+    age = ((now or datetime.now(UTC)) - ts).total_seconds()
+    if age > max_age_s:
+        raise WebhookRejected(f"the SNS message was published {age:.0f} s ago, more than {max_age_s:.0f} s: "
+                              "a replay", 401, "stale")
+    if age < -skew_s:
+        raise WebhookRejected("the SNS message's Timestamp is in the future (check the server's clock)", 401, "stale")
 
 
 class CertFetcher:
@@ -67,10 +101,14 @@ class CertFetcher:
             cert = self._cache.get(url)
         if cert is None:
             try:
-                with urllib.request.urlopen(url, timeout=self.timeout_s) as resp:  # noqa: S310 - URL allow-listed
+                with _NO_REDIRECTS.open(url, timeout=self.timeout_s) as resp:
                     pem = resp.read(MAX_CERT_BYTES + 1)
-            except OSError:
-                raise WebhookRejected("could not fetch the SNS signing certificate", 502, "cert-fetch") from None
+            except urllib.error.HTTPError as exc:
+                raise WebhookRejected(f"the SNS signing certificate URL answered HTTP {exc.code}", 401,
+                                      "cert-fetch") from None
+            except (OSError, ValueError):
+                raise WebhookRejected("could not fetch the SNS signing certificate, so the message cannot be "
+                                      "verified (can the server reach its SigningCertURL?)", 401, "cert-fetch") from None
             if len(pem) > MAX_CERT_BYTES:
                 raise WebhookRejected("the SNS signing certificate is too large", 401, "bad-cert")
             try:
@@ -84,7 +122,8 @@ class CertFetcher:
         return cert
 
 
-def verify(msg: dict[str, Any], fetcher: CertFetcher, allowed_topics: list[str]) -> None:
+def verify(msg: dict[str, Any], fetcher: CertFetcher, allowed_topics: list[str], *, max_age_s: float = MAX_AGE_S,
+           skew_s: float = 300.0, now: datetime | None = None) -> None:
     expect(msg.get("Type") in TYPES, f"SNS message Type must be one of {', '.join(TYPES)}")
     version = msg.get("SignatureVersion")
     algo = {"1": hashes.SHA1(), "2": hashes.SHA256()}.get(version)
@@ -98,6 +137,7 @@ def verify(msg: dict[str, Any], fetcher: CertFetcher, allowed_topics: list[str])
     except ValueError:
         raise WebhookRejected("the SNS Signature is not base64", 401, "bad-signature") from None
     payload = string_to_sign(msg)
+    check_timestamp(msg, now, max_age_s, skew_s)          # before anything is fetched
     cert = fetcher.get(msg.get("SigningCertURL"))
     now = datetime.now(UTC)
     if not (cert.not_valid_before_utc <= now <= cert.not_valid_after_utc):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import html
 import json
+import re
 from dataclasses import dataclass
 
 from vigil.model import Hypothesis, Investigation, JournalEntry
@@ -35,35 +36,63 @@ def render(data: ReportData, fmt: str) -> str:
     raise ValueError(f"unknown report format {fmt!r} (choose from {', '.join(FORMATS)})")
 
 
+_MD_PUNCT = re.compile(r"([\\`*_\[\]#!|~])")
+
+
+def md_text(text: object, limit: int | None = None) -> str:
+    """Untrusted text (a service name, a log line, an alert label) as inline Markdown that renders as the
+    same text: on one line, HTML's ``&``, ``<`` and ``>`` as entities (no tag, comment or autolink can start)
+    and Markdown's punctuation backslash-escaped (no emphasis, link, image, table cell or heading)."""
+    flat = " ".join(str(text).split())
+    if limit is not None and len(flat) > limit:
+        flat = flat[:limit]
+    flat = flat.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return _MD_PUNCT.sub(r"\\\1", flat)
+
+
+def md_code(text: object, limit: int | None = None) -> str:
+    """Untrusted text as an inline code span (shown verbatim; a code span holds no HTML): fenced by more
+    backticks than any run inside it, so the text cannot close it, and outside any table (``|`` is literal)."""
+    flat = " ".join(str(text).split())
+    if limit is not None and len(flat) > limit:
+        flat = flat[:limit]
+    longest = max((len(m) for m in re.findall(r"`+", flat)), default=0)
+    fence = "`" * (longest + 1)
+    pad = " " if flat.startswith("`") or flat.endswith("`") or not flat.strip() else ""
+    return f"{fence}{pad}{flat}{pad}{fence}"
+
+
 def _markdown(d: ReportData) -> str:
     inv = d.investigation
-    out = [f"# Investigation {inv.id}", "",
-           f"- Space: `{inv.space_id}`",
+    t = md_text
+    out = [f"# Investigation {t(inv.id)}", "",
+           f"- Space: {t(inv.space_id)}",
            f"- Window: {inv.window.start:%Y-%m-%d %H:%M:%S} to {inv.window.end:%Y-%m-%d %H:%M:%S} UTC "
            f"(onset {inv.window.onset:%Y-%m-%d %H:%M:%S})",
-           f"- Status: **{inv.status.value}**", "", "## Summary", "", inv.summary or "(none)", ""]
+           f"- Status: **{t(inv.status.value)}**", "", "## Summary", "", t(inv.summary) if inv.summary else "(none)", ""]
     if d.hypotheses:
         top = d.hypotheses[0]
         out += ["## Root cause", "",
-                f"**{top.resource}**: {top.fault_kind.value}, confidence {top.confidence:.0%}. {top.why}.", "",
-                f"Propagation path: {' → '.join(top.path)}", "", "## Ranked hypotheses", "",
+                f"**{t(top.resource)}**: {t(top.fault_kind.value)}, confidence {top.confidence:.0%}. {t(top.why)}.", "",
+                f"Propagation path: {' → '.join(t(p) for p in top.path)}", "", "## Ranked hypotheses", "",
                 "| # | resource | fault kind | confidence | state | why |", "|---|---|---|---|---|---|"]
-        out += [f"| {h.rank} | {h.resource} | {h.fault_kind.value} | {h.confidence:.0%} | {h.state.value} | {h.why} |"
-                for h in d.hypotheses]
+        out += [f"| {h.rank} | {t(h.resource)} | {t(h.fault_kind.value)} | {h.confidence:.0%} | {t(h.state.value)} | "
+                f"{t(h.why)} |" for h in d.hypotheses]
         out += ["", "## Evidence", ""]
         for h in d.hypotheses[:3]:
-            out += [f"### {h.rank}. {h.resource}", ""]
+            out += [f"### {h.rank}. {t(h.resource)}", ""]
             for e in h.evidence:
-                out.append(f"- **{e.kind.value}** ({e.detail.get('category', '')}, score {e.score:.1f}): {e.title}")
+                out.append(f"- **{t(e.kind.value)}** ({t(e.detail.get('category', ''))}, score {e.score:.1f}): "
+                           f"{t(e.title)}")
                 for tpl in e.detail.get("templates", [])[:3]:
-                    out.append(f"  - template `{tpl['template'][:160]}`: {tpl['before']} before, "
-                               f"{tpl['after']} after ({tpl['shift']})")
+                    out.append(f"  - template {md_code(tpl['template'], 160)}: {t(tpl['before'])} before, "
+                               f"{t(tpl['after'])} after ({t(tpl['shift'])})")
                 for line in e.detail.get("samples", [])[:2]:
-                    out.append(f"  - sample: `{line[:200]}`")
+                    out.append(f"  - sample: {md_code(line, 200)}")
             out.append("")
     out += ["## Journal", "", "| # | time | kind | what | rows |", "|---|---|---|---|---|"]
-    out += [f"| {j.seq} | {j.ts:%H:%M:%S} | {j.kind.value} | {j.message.replace('|', '/')[:300]}"
-            f"{' — ' + j.query if j.query else ''} | {'' if j.rows is None else j.rows} |" for j in d.journal]
+    out += [f"| {j.seq} | {j.ts:%H:%M:%S} | {t(j.kind.value)} | {t(j.message, 300)}"
+            f"{' — ' + t(j.query) if j.query else ''} | {'' if j.rows is None else j.rows} |" for j in d.journal]
     return "\n".join(out) + "\n"
 
 

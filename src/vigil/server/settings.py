@@ -33,9 +33,11 @@ class ServerSettings:
     webhook_tolerance_s: float = 300.0      # signed webhooks older (or newer) than this are replays
     sns_cert_url_regex: str = DEFAULT_SNS_CERT_URL
     sns_cert_timeout_s: float = 5.0
+    sns_max_age_s: float = 3600.0           # SNS retries a delivery for at most an hour: older messages are replays
     first_answer_window_s: float = 10.0     # a full analysis waits at most this long behind others' first answers
     outbox_interval_s: float = 1.0          # how often the outbox is looked at (a new update wakes it at once)
     outbox_backoff_s: float = 2.0           # the first retry of a failed delivery; doubles each time (max 5 min)
+    api_docs: bool = False                  # /docs and /redoc load scripts from a CDN: only when asked for
 
     @classmethod
     def from_env(cls, **overrides) -> ServerSettings:
@@ -50,9 +52,11 @@ class ServerSettings:
             token_cache_s=_float("VIGIL_TOKEN_CACHE_S", cls.token_cache_s),
             webhook_tolerance_s=_float("VIGIL_WEBHOOK_TOLERANCE_S", cls.webhook_tolerance_s),
             sns_cert_url_regex=os.environ.get("VIGIL_SNS_CERT_URL_REGEX") or cls.sns_cert_url_regex,
+            sns_max_age_s=_float("VIGIL_SNS_MAX_AGE_S", cls.sns_max_age_s),
             first_answer_window_s=_float("VIGIL_FIRST_ANSWER_WINDOW_S", cls.first_answer_window_s),
             outbox_interval_s=_float("VIGIL_OUTBOX_INTERVAL_S", cls.outbox_interval_s),
             outbox_backoff_s=_float("VIGIL_OUTBOX_BACKOFF_S", cls.outbox_backoff_s),
+            api_docs=os.environ.get("VIGIL_API_DOCS", "").lower() in ("1", "true", "yes"),
         )
         values.update({k: v for k, v in overrides.items() if v is not None})
         if values["analysis"] not in ("process", "thread"):

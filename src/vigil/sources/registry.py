@@ -167,6 +167,22 @@ class HostAccess:
                    mcp_commands=frozenset(items("VIGIL_MCP_COMMANDS")),
                    ambient_credentials=os.environ.get("VIGIL_ALLOW_AMBIENT_CREDENTIALS", "") in ("1", "true", "yes"))
 
+    def env_allowed(self, name: str) -> bool:
+        """Whether a space may name the server's environment variable ``name`` (for a secret)."""
+        return bool(name) and name.startswith(self.secret_env_prefixes)
+
+
+def check_secret_env(name: str, what: str = "secret environment variable", access: HostAccess | None = None) -> None:
+    """The one rule for every environment variable a space names (a source's ``{env: NAME}``, an MCP
+    server's variables, an integration's ``secret_env``): it must start with one of the prefixes the host's
+    operator allowed (``VIGIL_SECRET_ENV_PREFIXES``, default ``VIGIL_SECRET_``). Otherwise a space admin
+    could learn which variables the server has, or confirm a guessed value, by signing with it.
+    A one-line ``InputError`` otherwise."""
+    a = access or HostAccess.from_env()
+    if not a.env_allowed(name):
+        raise InputError(f"{what} {name!r} is not one a space may use: names must start with "
+                         f"{' or '.join(a.secret_env_prefixes) or '(none allowed)'} (VIGIL_SECRET_ENV_PREFIXES)")
+
 
 def _under(path: str, dirs: tuple[str, ...]) -> bool:
     real = os.path.realpath(path)
@@ -185,10 +201,8 @@ def guard_host_access(kind: str, config: dict[str, Any], access: HostAccess | No
         return
     model = parse(kind, config)
     for ref in secret_refs(model):
-        if ref.env is not None and not ref.env.startswith(a.secret_env_prefixes):
-            raise InputError(f"secret environment variable {ref.env!r} is not one a space may use: names must "
-                             f"start with {' or '.join(a.secret_env_prefixes) or '(none allowed)'} "
-                             "(VIGIL_SECRET_ENV_PREFIXES)")
+        if ref.env is not None:
+            check_secret_env(ref.env, access=a)
         if ref.file is not None and not _under(ref.file, a.secret_dirs):
             raise InputError(f"secret file {ref.file!r} is outside the directories spaces may read secrets from "
                              "(VIGIL_SECRET_DIRS)")
@@ -218,6 +232,4 @@ def guard_host_access(kind: str, config: dict[str, Any], access: HostAccess | No
                              "the host's operator can register it with `vigil space apply`")
         local(getattr(model, "cwd", None), "working directory")
         for name in getattr(model, "env", []) or []:
-            if not name.startswith(a.secret_env_prefixes):
-                raise InputError(f"environment variable {name!r} may not be passed to an MCP server: names must "
-                                 f"start with {' or '.join(a.secret_env_prefixes)} (VIGIL_SECRET_ENV_PREFIXES)")
+            check_secret_env(name, "environment variable passed to an MCP server", a)

@@ -16,21 +16,47 @@ from vigil.errors import InputError
 DENIED_NETWORKS = tuple(ipaddress.ip_network(n) for n in (
     "169.254.0.0/16",      # IPv4 link-local, incl. 169.254.169.254 (AWS, GCP, Azure, OpenStack metadata)
     "fe80::/10",           # IPv6 link-local
-    "fd00:ec2::254/128",   # AWS metadata over IPv6
+    "fd00:ec2::/32",       # AWS's IPv6 service addresses: metadata fd00:ec2::254, DNS ::253, time ::123
     "100.100.100.200/32",  # Alibaba Cloud metadata
-    "0.0.0.0/32",
+    "168.63.129.16/32",    # Azure's WireServer (VM agent, health probes, DNS)
+    "192.0.0.0/24",        # IETF protocol assignments, incl. 192.0.0.192 (Oracle Cloud metadata)
+    "0.0.0.0/8",           # "this network": 0.0.0.0 reaches the host's own services
 ))
 DENIED_HOSTS = frozenset({"metadata.google.internal", "metadata", "metadata.azure.internal"})
 
+# IPv6 forms that carry an IPv4 address: a denied IPv4 address is denied in every one of them
+_NAT64 = (ipaddress.ip_network("64:ff9b::/96"),       # RFC 6052 well-known NAT64 prefix
+          ipaddress.ip_network("64:ff9b:1::/48"))     # RFC 8215 local-use NAT64 prefix (IPv4 in the last 32 bits)
+_COMPAT = ipaddress.ip_network("::/96")               # deprecated IPv4-compatible ::a.b.c.d
+_TRANSLATED = ipaddress.ip_network("::ffff:0:0:0/96")  # RFC 2765 IPv4-translated ::ffff:0:a.b.c.d
+
+
+def _v4_inside(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses an IPv6 address embeds: mapped, compatible, translated, NAT64, 6to4, Teredo."""
+    out: list[ipaddress.IPv4Address] = []
+    low32 = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    if ip.ipv4_mapped is not None:
+        out.append(ip.ipv4_mapped)
+    if any(ip in net for net in (*_NAT64, _TRANSLATED)) or (ip in _COMPAT and int(ip) > 1):
+        out.append(low32)
+    if ip.sixtofour is not None:
+        out.append(ip.sixtofour)
+    if ip.teredo is not None:
+        out.extend(ip.teredo)
+    return out
+
 
 def denied_address(addr: str) -> bool:
+    """Whether ``addr`` (an IP literal) is link-local, cloud metadata or another denied address, in any
+    of its IPv6 spellings (``::ffff:169.254.169.254``, ``64:ff9b::a9fe:a9fe``, ``::a9fe:a9fe``...)."""
     try:
         ip = ipaddress.ip_address(addr.split("%", 1)[0])
     except ValueError:
         return False
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return any(ip in net for net in DENIED_NETWORKS)
+    candidates: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = [ip]
+    if isinstance(ip, ipaddress.IPv6Address):
+        candidates += _v4_inside(ip)
+    return any(c in net for c in candidates for net in DENIED_NETWORKS if c.version == net.version)
 
 
 def check_url(url: str, *, allow_link_local: bool = False, resolve: bool = True) -> None:

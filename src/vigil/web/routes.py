@@ -40,8 +40,6 @@ templates = Jinja2Templates(directory=str(HERE / "templates"))
 STATIC = {"app.css": "text/css; charset=utf-8", "app.js": "text/javascript; charset=utf-8"}
 PAGE_SIZE = 25
 WINDOWS = {"15m": 15, "30m": 30, "1h": 60, "3h": 180, "12h": 720}
-CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
-       "form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'")
 
 
 class UiError(Exception):
@@ -62,10 +60,8 @@ def _error_page(request: Request, status: int, message: str) -> HTMLResponse:
 
 
 def _secure(resp: Response) -> Response:
-    resp.headers["Content-Security-Policy"] = CSP
-    resp.headers["X-Frame-Options"] = "DENY"
-    resp.headers["X-Content-Type-Options"] = "nosniff"
-    resp.headers["Referrer-Policy"] = "same-origin"
+    """Console pages are not cached. (The security headers, CSP included, come from the app's one
+    ``SecurityHeaders`` middleware, for every HTML response of the server.)"""
     resp.headers.setdefault("Cache-Control", "no-store")
     return resp
 
