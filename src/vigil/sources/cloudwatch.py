@@ -22,7 +22,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from vigil.frames import level_of
 from vigil.model import Alert, Edge, EdgeKind, EdgeSource, Resource, Topology
 from vigil.sources.connector import Connector, ConnectorConfig, SecretRef, SourceError, empty
-from vigil.sources.safety import check_url
+from vigil.sources.httpjson import error_code
+from vigil.sources.safety import check_url, unsafe_reason, vet_botocore
 
 log = logging.getLogger(__name__)
 
@@ -227,13 +228,12 @@ class CloudWatchConnector(Connector):
             bc = BotoConfig(connect_timeout=self.config.timeout_s, read_timeout=self.config.timeout_s,
                             retries={"max_attempts": self.config.max_attempts, "mode": "standard"},
                             user_agent_extra="vigil")
-            # Limit: ``endpoint_url`` is vetted at registration only (``check_url``), not again when botocore
-            # connects, so a name rebound to a metadata address later is reached (with a signed POST to
-            # "/", not the GET a credential theft needs). botocore's connection pool sits behind private
-            # attributes (client._endpoint.http_session._manager); patching it would break on any
-            # upgrade, and a process-wide resolver hook would also block the instance-role credential
-            # fetch, which must reach 169.254.169.254. Documented in docs/connectors.md.
-            self._clients[service] = self._session.client(service, endpoint_url=self.config.endpoint_url, config=bc)
+            # Every connection the client makes is vetted at connect time and its answers bounded, like every
+            # other connector's (safety.vet_botocore: its session's pool manager). The host's own credential
+            # fetch (instance role: 169.254.169.254) is botocore's separate client, not affected.
+            client = self._session.client(service, endpoint_url=self.config.endpoint_url, config=bc)
+            vet_botocore(client, allow_link_local=self.config.allow_link_local)
+            self._clients[service] = client
         return self._clients[service]
 
     def _call(self, service: str, op: str, **kw: Any) -> dict[str, Any]:
@@ -251,11 +251,18 @@ class CloudWatchConnector(Connector):
             raise SourceError("no AWS credentials: set access_key_id and secret_access_key, or give the "
                               "server an AWS role or environment") from None
         except bx.ClientError as exc:
-            err = exc.response.get("Error", {})
-            code, msg = err.get("Code", "error"), " ".join(str(err.get("Message", "")).split())[:200]
-            raise SourceError(f"{service} refused {op}: {code}" + (f": {msg}" if msg else "")) from None
+            # the code (AccessDenied, ThrottlingException...) but never the message: the endpoint may be any
+            # service on the host's networks, and its answer does not go back to whoever registered it
+            err = exc.response.get("Error", {}) if isinstance(exc.response, dict) else {}
+            status = (exc.response.get("ResponseMetadata") or {}).get("HTTPStatusCode") \
+                if isinstance(exc.response, dict) else None
+            code = error_code(err.get("Code")) or "an error"
+            raise SourceError(f"{service} at {self._where} refused {op}: {code}"
+                              + (f" (HTTP {status})" if isinstance(status, int) else "")) from None
         except bx.BotoCoreError as exc:
-            raise SourceError(f"{service} {op} failed: {' '.join(str(exc).split())[:200]}") from None
+            if why := unsafe_reason(exc):
+                raise SourceError(f"cannot reach {service} at {self._where}: {why}") from None
+            raise SourceError(f"{service} at {self._where} {op} failed ({type(exc).__name__})") from None
 
     def _pages(self, service: str, op: str, key: str, token_in: str, token_out: str, max_items: int,
                **kw: Any) -> list[Any]:

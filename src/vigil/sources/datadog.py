@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from vigil.sources.base import FRAME_COLUMNS
 from vigil.sources.connector import Connector, ConnectorConfig, SecretRef, SourceError, empty
-from vigil.sources.httpjson import one_line
+from vigil.sources.httpjson import http_failure, one_line, transport_failure
 from vigil.sources.loki import MAX_BODY_CHARS, normal_level
 from vigil.sources.safety import check_url, unsafe_reason, vet_urllib3
 
@@ -125,9 +125,7 @@ class DatadogConnector(Connector):
         try:
             return fn(*args, **kwargs)
         except ApiException as exc:
-            detail = exc.body.decode(errors="replace") if isinstance(exc.body, bytes) else str(exc.body or "")
-            raise SourceError(f"Datadog at {self.host} answered HTTP {exc.status} on {what}: "
-                              f"{one_line(detail, 160) or exc.reason}") from None
+            raise SourceError(http_failure("Datadog", self.host, int(exc.status or 0), what)) from None
         except urllib3.exceptions.MaxRetryError as exc:
             cause = exc.reason
             if why := unsafe_reason(exc):
@@ -141,10 +139,10 @@ class DatadogConnector(Connector):
         except urllib3.exceptions.TimeoutError:
             raise SourceError(f"Datadog at {self.host} did not answer {what} within {self.timeout_s:g} s") from None
         except urllib3.exceptions.HTTPError as exc:
-            raise SourceError(f"cannot reach Datadog at {self.host}: {type(exc).__name__}") from None
+            raise SourceError(transport_failure("Datadog", self.host, exc)) from None
         except (OpenApiException, ValueError, TypeError) as exc:
-            raise SourceError(f"Datadog at {self.host} answered {what} unexpectedly: {one_line(str(exc), 160)}") \
-                from None
+            raise SourceError(f"Datadog at {self.host} answered {what} with something that is not a Datadog API "
+                              f"answer ({type(exc).__name__})") from None
 
     # -- logs -------------------------------------------------------------------------------------
     def _log_query(self, resources: list[str] | None, contains: str | None) -> str:

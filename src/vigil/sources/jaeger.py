@@ -28,7 +28,7 @@ from vigil.frames import call_edges
 from vigil.model import Edge, EdgeKind, EdgeSource, Resource, Topology
 from vigil.sources.base import FRAME_COLUMNS
 from vigil.sources.connector import Connector, HttpConfig, SourceError, empty
-from vigil.sources.httpjson import JsonHttp, one_line
+from vigil.sources.httpjson import JsonHttp, not_an_answer
 
 log = logging.getLogger(__name__)
 
@@ -85,9 +85,12 @@ class JaegerConnector(Connector):
     def _data(self, path: str, params: dict | None = None) -> list:
         body = self.http.get_json(path, params)
         if not isinstance(body, dict) or not isinstance(body.get("data") or [], list):
-            raise SourceError(f"Jaeger answered {path} with an unexpected body: {one_line(str(body), 120)}")
+            raise SourceError(not_an_answer("Jaeger", self.http.host, path))
         if body.get("errors"):
-            raise SourceError(f"Jaeger answered {path} with errors: {one_line(str(body['errors']), 160)}")
+            errs = body["errors"] if isinstance(body["errors"], list) else [body["errors"]]
+            codes = sorted({str(e.get("code")) for e in errs if isinstance(e, dict) and isinstance(e.get("code"), int)})
+            raise SourceError(f"Jaeger at {self.http.host} answered {path} with {len(errs)} error(s)"
+                              + (f", code {', '.join(codes[:3])}" if codes else ""))
         return body.get("data") or []
 
     def service_names(self) -> list[str]:

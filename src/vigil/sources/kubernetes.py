@@ -187,10 +187,12 @@ class KubernetesConnector(Connector):
                 raise SourceError(f"Kubernetes at {self._where} did not answer {what} within {t:g} s") from None
             raise SourceError(f"cannot reach Kubernetes at {self._where}") from None
         except (urllib3.exceptions.HTTPError, OSError) as exc:
-            raise SourceError(f"cannot reach Kubernetes at {self._where}: {_line(exc)}") from None
+            if why := unsafe_reason(exc):
+                raise SourceError(f"cannot reach Kubernetes at {self._where}: {why}") from None
+            raise SourceError(f"cannot reach Kubernetes at {self._where}: {type(exc).__name__}") from None
         except (ValueError, TypeError, AttributeError) as exc:
-            raise SourceError(f"Kubernetes at {self._where} answered {what} with an unreadable body: "
-                              f"{_line(exc)}") from None
+            raise SourceError(f"Kubernetes at {self._where} answered {what} with an unreadable body "
+                              f"({type(exc).__name__})") from None
 
     def _list(self, namespaced: str, cluster: str, what: str, api: str = "core", **kw: Any) -> list[Any]:
         """Items of a list call over the configured namespaces (or all), following ``continue``."""
@@ -387,10 +389,15 @@ def _host(url: str) -> str:
 
 
 def _status_message(exc: Any) -> str:
-    """The ``message`` of a Kubernetes ``Status`` body, one line."""
+    """The ``reason`` of a Kubernetes ``Status`` body (``Forbidden``, ``NotFound``...), if it is one: never
+    its free-text message, nor any other answer's text (the URL may be any service on the host's networks)."""
     import json
+
+    from vigil.sources.httpjson import error_code
     try:
         body = json.loads(exc.body or "{}")
-        return " ".join(str(body.get("message", "")).split())[:200]
     except (ValueError, TypeError, AttributeError):
-        return " ".join(str(exc.reason or "").split())[:200]
+        return ""
+    if not isinstance(body, dict) or body.get("kind") != "Status":
+        return ""
+    return error_code(body.get("reason"), 40) or ""

@@ -25,7 +25,7 @@ from vigil.frames import level_of
 from vigil.model import Resource, Topology
 from vigil.sources.base import FRAME_COLUMNS
 from vigil.sources.connector import Connector, HttpConfig, SourceError, empty
-from vigil.sources.httpjson import JsonHttp, one_line
+from vigil.sources.httpjson import JsonHttp, not_an_answer
 
 log = logging.getLogger(__name__)
 NS = 1_000_000_000
@@ -116,7 +116,7 @@ class LokiConnector(Connector):
             params["step"] = f"{step:g}"
         body = self.http.get_json("/loki/api/v1/query_range", params)
         if not isinstance(body, dict) or body.get("status") != "success" or not isinstance(body.get("data"), dict):
-            raise SourceError(f"Loki answered query_range with an unexpected body: {one_line(str(body), 120)}")
+            raise SourceError(not_an_answer("Loki", self.http.host, "/loki/api/v1/query_range"))
         return body["data"]
 
     def _resource(self, labels: dict[str, str]) -> str:

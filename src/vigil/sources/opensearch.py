@@ -25,7 +25,7 @@ from pydantic import Field
 from vigil.frames import level_of
 from vigil.sources.base import FRAME_COLUMNS
 from vigil.sources.connector import Connector, HttpConfig, SecretRef, SourceError, empty
-from vigil.sources.httpjson import one_line
+from vigil.sources.httpjson import error_code, http_failure
 from vigil.sources.loki import MAX_BODY_CHARS, normal_level
 from vigil.sources.safety import unsafe_reason, vet_urllib3
 
@@ -125,19 +125,15 @@ class OpenSearchConnector(Connector):
         except ex.ConnectionError as exc:
             if why := unsafe_reason(exc):
                 raise SourceError(f"cannot reach OpenSearch at {self.host}: {why}") from None
-            raise SourceError(f"cannot reach OpenSearch at {self.host}: {one_line(str(exc.info or exc), 160)}") \
-                from None
+            raise SourceError(f"cannot reach OpenSearch at {self.host}: {type(exc.info).__name__}") from None
         except ex.TransportError as exc:
-            reason = exc.error if isinstance(exc.error, str) else "error"
-            info = exc.info.get("error", {}) if isinstance(exc.info, dict) else exc.info
-            if isinstance(info, dict):
-                reason = info.get("reason") or info.get("type") or reason
-            elif info:
-                reason = str(info)
-            raise SourceError(f"OpenSearch at {self.host} answered HTTP {exc.status_code} on {what}: "
-                              f"{one_line(str(reason), 160)}") from None
+            info = exc.info.get("error") if isinstance(exc.info, dict) else None
+            code = error_code(info.get("type")) if isinstance(info, dict) else None
+            status = exc.status_code if isinstance(exc.status_code, int) else 0
+            raise SourceError(http_failure("OpenSearch", self.host, status, what)
+                              + (f": {code}" if code else "")) from None
         except ex.OpenSearchException as exc:
-            raise SourceError(f"OpenSearch at {self.host} failed on {what}: {one_line(str(exc), 160)}") from None
+            raise SourceError(f"OpenSearch at {self.host} failed on {what} ({type(exc).__name__})") from None
 
     def _query(self, start: float, end: float, resources: list[str] | None, contains: str | None) -> dict:
         filters: list[dict] = [{"range": {self.cfg.time_field: {"gte": int(start * 1000), "lte": int(end * 1000),

@@ -11,6 +11,7 @@ Read-only: only ``GET``/``POST`` query endpoints are called."""
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import re
@@ -26,7 +27,7 @@ from vigil.frames import service_of_pod
 from vigil.integrations.common import WebhookRejected, labels_fingerprint, parse_time, resource_of
 from vigil.model import Alert
 from vigil.sources.connector import Connector, HttpConfig, SourceError, empty
-from vigil.sources.safety import http_client
+from vigil.sources.safety import ResponseTooLarge, http_client, read_capped, unsafe_reason
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +109,10 @@ def safe_url(url: str) -> str:
     return urlunsplit((p.scheme, netloc, p.path, "", ""))
 
 
+ERROR_TYPES = frozenset({"bad_data", "execution", "timeout", "canceled", "internal", "unavailable", "not_found",
+                         "not_acceptable"})     # the errorType values of the Prometheus HTTP API
+
+
 def _one_line(text: str, limit: int = 200) -> str:
     return " ".join(str(text).split())[:limit]
 
@@ -140,23 +145,33 @@ class PrometheusConnector(Connector):
         """GET a Prometheus API path; the ``data`` member of a success envelope, or ``SourceError``."""
         what = what or path
         try:
-            r = self._http().get(path, params=params)
+            with self._http().stream("GET", path, params=params) as r:
+                status, raw = r.status_code, read_capped(r)
+        except ResponseTooLarge as exc:
+            raise SourceError(f"Prometheus at {self._where} answered {what} with more than {exc.limit} bytes") \
+                from None
         except httpx.TimeoutException:
             raise SourceError(f"Prometheus at {self._where} did not answer {what} within "
                               f"{self.config.timeout_s:g} s") from None
         except httpx.HTTPError as exc:
+            if why := unsafe_reason(exc):
+                raise SourceError(f"cannot reach Prometheus at {self._where}: {why}") from None
             raise SourceError(f"cannot reach Prometheus at {self._where}: {_one_line(exc) or type(exc).__name__}") \
                 from None
         try:
-            body = r.json()
-        except ValueError:
+            body = json.loads(raw)
+        except (ValueError, RecursionError):
             body = None
-        if r.status_code >= 400 or not isinstance(body, dict) or body.get("status") != "success":
-            detail = body.get("error") if isinstance(body, dict) else None
-            if r.status_code in (401, 403):
-                detail = "not authorized (check the token)"
-            raise SourceError(f"Prometheus at {self._where} refused {what}: HTTP {r.status_code}"
-                              + (f": {_one_line(detail)}" if detail else ""))
+        if status >= 300 or not isinstance(body, dict) or body.get("status") != "success":
+            # what failed, never the answer's text: the URL may point at any service on the host's networks.
+            # A Prometheus error envelope's errorType (bad_data, execution, timeout...) is one of a fixed set.
+            kind = body.get("errorType") if isinstance(body, dict) else None
+            detail = f" ({kind})" if kind in ERROR_TYPES else ""
+            if status in (401, 403):
+                detail = " (not authorized: check the token)"
+            elif status < 300:
+                detail = " (not a Prometheus API answer)"
+            raise SourceError(f"Prometheus at {self._where} refused {what}: HTTP {status}{detail}")
         return body.get("data")
 
     # -- queries ------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ self-hosted Prometheus lives."""
 from __future__ import annotations
 
 import functools
+import http.client
 import ipaddress
 import socket
 from typing import Any
@@ -94,14 +95,30 @@ def check_url(url: str, *, allow_link_local: bool = False, resolve: bool = True)
 # header still use the name. Unless the source has ``allow_link_local``, which turns all of it off.
 #
 # One rule, three plugs: httpx (Prometheus, Loki, Tempo, Jaeger, Argo CD) and httpx2 (MCP over HTTP) get a
-# network backend on their connection pool; urllib3 (OpenSearch, Datadog, Kubernetes) gets a connection
-# class. boto3 (CloudWatch) is not covered: see the note in cloudwatch.py and docs/connectors.md.
+# network backend on their connection pool; urllib3 (OpenSearch, Datadog, Kubernetes, and boto3's session
+# for CloudWatch) gets a connection class. The same plugs bound every answer (``MAX_RESPONSE_BYTES``).
 # With an HTTP(S)_PROXY from the environment, the checked address is the proxy's: the proxy resolves
 # and connects to the target itself.
 
 
 class UnsafeAddressError(ConnectionError):
     """A connection refused because its name resolves to a denied address. The message is one line."""
+
+
+# -- bounded answers ---------------------------------------------------------------------------------------
+# Every answer a connector reads over HTTP stops at ``MAX_RESPONSE_BYTES``: the same plugs that vet the
+# address (an httpx/httpx2 transport, a urllib3 connection class) count the bytes as they arrive and give
+# up past the limit, so a backend that answers 200 MiB costs at most the limit, never the whole body in
+# memory before a size check. (A body whose declared Content-Length is over it is not read at all.)
+MAX_RESPONSE_BYTES = 64 * 1024 * 1024
+
+
+class ResponseTooLarge(ConnectionError):
+    """An answer stopped at the limit. The message is one line."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"the answer is larger than {limit} bytes (stopped reading it there)")
+        self.limit = limit
 
 
 def _refusal(name: str, addr: str | None) -> UnsafeAddressError:
@@ -134,7 +151,7 @@ def vetted_addresses(host: str, port: int) -> list[str]:
 
 
 def unsafe_reason(exc: BaseException | None) -> str | None:
-    """The one-line refusal inside a client library's wrapped error (``MaxRetryError.reason``, an
+    """The one-line refusal (a denied address, an answer over the limit) inside a client library's wrapped error (``MaxRetryError.reason``, an
     OpenSearch ``ConnectionError.info``, ``__cause__``...), or None when the failure was something else."""
     seen: set[int] = set()
     todo = [exc]
@@ -143,7 +160,7 @@ def unsafe_reason(exc: BaseException | None) -> str | None:
         if e is None or id(e) in seen or len(seen) > 20:
             continue
         seen.add(id(e))
-        if isinstance(e, UnsafeAddressError):
+        if isinstance(e, UnsafeAddressError | ResponseTooLarge):
             return str(e)
         todo.extend(x for x in (getattr(e, "reason", None), getattr(e, "info", None), e.__cause__, e.__context__)
                     if isinstance(x, BaseException))
@@ -222,13 +239,113 @@ def _vetted_transport(transport: Any, backend: Any) -> Any:
     return transport
 
 
+class _Counter:
+    def __init__(self, limit: int) -> None:
+        self.limit, self.seen = limit, 0
+
+    def add(self, n: int) -> None:
+        self.seen += n
+        if self.seen > self.limit:
+            raise ResponseTooLarge(self.limit)
+
+
+def _declared_too_large(headers: Any, limit: int) -> bool:
+    try:
+        return int(headers.get("content-length") or 0) > limit
+    except ValueError:
+        return False
+
+
+def _capped_transport(hx: Any, inner: Any, limit: int, is_async: bool) -> Any:
+    """``inner`` (an httpx/httpx2 transport) whose answers stop at ``limit`` bytes as sent: the stream is
+    counted chunk by chunk, and reading past the limit is a ``ReadError`` caused by ``ResponseTooLarge``."""
+
+    def refuse(resp: Any) -> None:
+        raise hx.ReadError(str(ResponseTooLarge(limit))) from ResponseTooLarge(limit)
+
+    if is_async:
+        class AsyncCapped(hx.AsyncByteStream):
+            def __init__(self, stream: Any) -> None:
+                self.stream, self.count = stream, _Counter(limit)
+
+            async def __aiter__(self) -> Any:
+                async for chunk in self.stream:
+                    try:
+                        self.count.add(len(chunk))
+                    except ResponseTooLarge as exc:
+                        raise hx.ReadError(str(exc)) from exc
+                    yield chunk
+
+            async def aclose(self) -> None:
+                await self.stream.aclose()
+
+        class AsyncTransport(hx.AsyncBaseTransport):
+            async def handle_async_request(self, request: Any) -> Any:
+                resp = await inner.handle_async_request(request)
+                if _declared_too_large(resp.headers, limit):
+                    await resp.aclose()
+                    refuse(resp)
+                resp.stream = AsyncCapped(resp.stream)
+                return resp
+
+            async def aclose(self) -> None:
+                await inner.aclose()
+
+        return AsyncTransport()
+
+    class Capped(hx.SyncByteStream):
+        def __init__(self, stream: Any) -> None:
+            self.stream, self.count = stream, _Counter(limit)
+
+        def __iter__(self) -> Any:
+            for chunk in self.stream:
+                try:
+                    self.count.add(len(chunk))
+                except ResponseTooLarge as exc:
+                    raise hx.ReadError(str(exc)) from exc
+                yield chunk
+
+        def close(self) -> None:
+            self.stream.close()
+
+    class Transport(hx.BaseTransport):
+        def handle_request(self, request: Any) -> Any:
+            resp = inner.handle_request(request)
+            if _declared_too_large(resp.headers, limit):
+                resp.close()
+                refuse(resp)
+            resp.stream = Capped(resp.stream)
+            return resp
+
+        def close(self) -> None:
+            inner.close()
+
+    return Transport()
+
+
+def read_capped(resp: Any, limit: int | None = None) -> bytes:
+    """The decoded body of a streamed httpx response, read up to ``limit`` bytes (after decompression, so
+    a small gzip bomb stops there too); ``ResponseTooLarge`` past it."""
+    limit = MAX_RESPONSE_BYTES if limit is None else limit
+    if _declared_too_large(resp.headers, limit):
+        raise ResponseTooLarge(limit)
+    count, parts = _Counter(limit), []
+    for chunk in resp.iter_bytes():
+        count.add(len(chunk))
+        parts.append(chunk)
+    return b"".join(parts)
+
+
 def _client(hx: Any, core: Any, client_cls: Any, transport_cls: Any, backend: Any, allow_link_local: bool,
             verify: Any, kwargs: dict[str, Any]) -> Any:
     from importlib import import_module
 
+    is_async = client_cls.__name__.startswith("Async")
+
     def transport(**kw: Any) -> Any:
         t = transport_cls(verify=verify, **kw)
-        return t if allow_link_local else _vetted_transport(t, backend)
+        t = t if allow_link_local else _vetted_transport(t, backend)
+        return _capped_transport(hx, t, MAX_RESPONSE_BYTES, is_async)     # bounded, vetted or not
 
     # a client given a transport ignores HTTP(S)_PROXY / NO_PROXY: mount them as httpx itself would
     env = import_module(f"{hx.__name__}._utils").get_environment_proxies()
@@ -237,7 +354,8 @@ def _client(hx: Any, core: Any, client_cls: Any, transport_cls: Any, backend: An
 
 
 def http_client(*, allow_link_local: bool, verify: Any = True, **kwargs: Any) -> Any:
-    """The ``httpx.Client`` every httpx-based connector uses: every new connection is vetted."""
+    """The ``httpx.Client`` every httpx-based connector uses: every new connection is vetted, every answer
+    stops at ``MAX_RESPONSE_BYTES``."""
     import httpcore
     import httpx
     return _client(httpx, httpcore, httpx.Client, httpx.HTTPTransport,
@@ -253,55 +371,115 @@ def async_http_client(*, allow_link_local: bool, verify: Any = True, **kwargs: A
 
 
 # -- urllib3: a connection class ---------------------------------------------------------------------------
-@functools.cache
-def _urllib3_classes() -> dict[str, type]:
-    from urllib3 import connection, connectionpool
-    from urllib3.exceptions import NewConnectionError
+class _CappedReader:
+    """The socket file of one ``http.client`` answer, counting what is read from it (headers, chunk framing
+    and body: the answer as sent) and raising ``ResponseTooLarge`` past the limit."""
 
-    class Vetted:
-        def _new_conn(self: Any) -> Any:
-            name = self._dns_host
+    def __init__(self, fp: Any, limit: int) -> None:
+        self._fp, self._count = fp, _Counter(limit)
+
+    def _seen(self, data: bytes) -> bytes:
+        self._count.add(len(data))
+        return data
+
+    def read(self, n: int | None = -1) -> bytes:
+        if n is None or n < 0:          # to the end: in steps, so the limit stops it
+            parts = []
+            while chunk := self._fp.read(65536):
+                parts.append(self._seen(chunk))
+            return b"".join(parts)
+        return self._seen(self._fp.read(n))
+
+    def read1(self, n: int = -1) -> bytes:
+        return self._seen(self._fp.read1(n))
+
+    def readline(self, limit: int = -1) -> bytes:
+        return self._seen(self._fp.readline(limit))
+
+    def readinto(self, b: Any) -> int:
+        n = self._fp.readinto(b)
+        self._count.add(n or 0)
+        return n
+
+    def peek(self, n: int = 0) -> bytes:
+        return self._fp.peek(n)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._fp, name)
+
+
+class _CappedResponse(http.client.HTTPResponse):
+    """An ``http.client`` answer (what urllib3 reads from) whose socket file is counted."""
+
+    def __init__(self, sock: Any, *args: Any, **kwargs: Any) -> None:
+        super().__init__(sock, *args, **kwargs)
+        self.fp = _CappedReader(self.fp, MAX_RESPONSE_BYTES)
+
+
+class _CappedMixin:
+    """For a urllib3 connection class: its answers are read through ``_CappedReader``."""
+
+    response_class = _CappedResponse
+
+
+class _VettedMixin(_CappedMixin):
+    """For a urllib3 connection class: the name is resolved and vetted, and the vetted IP connected to."""
+
+    def _new_conn(self: Any) -> Any:
+        from urllib3.exceptions import NewConnectionError
+
+        name = self._dns_host
+        try:
+            addrs = vetted_addresses(name, self.port)
+        except OSError as exc:           # UnsafeAddressError, gaierror
+            raise NewConnectionError(self, str(exc)) from exc
+        last: Exception | None = None
+        for addr in addrs:
+            # urllib3 connects to ``_dns_host`` and takes SNI and certificate checks from ``host``
+            # later, after this returns with the name put back
+            self._dns_host = addr
             try:
-                addrs = vetted_addresses(name, self.port)
-            except OSError as exc:           # UnsafeAddressError, gaierror
-                raise NewConnectionError(self, str(exc)) from exc
-            last: Exception | None = None
-            for addr in addrs:
-                # urllib3 connects to ``_dns_host`` and takes SNI and certificate checks from ``host``
-                # later, after this returns with the name put back
-                self._dns_host = addr
-                try:
-                    return super()._new_conn()  # type: ignore[misc]
-                except NewConnectionError as exc:
-                    last = exc
-                finally:
-                    self._dns_host = name
-            raise last  # type: ignore[misc]
+                return super()._new_conn()  # type: ignore[misc]
+            except NewConnectionError as exc:
+                last = exc
+            finally:
+                self._dns_host = name
+        raise last  # type: ignore[misc]
 
-    class VettedHTTPConnection(Vetted, connection.HTTPConnection):
-        pass
 
-    class VettedHTTPSConnection(Vetted, connection.HTTPSConnection):
-        pass
+@functools.cache
+def _connection_class(base: type, vet: bool) -> type:
+    base = getattr(base, "_vigil_base", base)          # already one of ours (a pool made again): start over
+    mixin = _VettedMixin if vet else _CappedMixin
+    return type(("Vetted" if vet else "Capped") + base.__name__, (mixin, base), {"_vigil_base": base})
 
-    class VettedHTTPConnectionPool(connectionpool.HTTPConnectionPool):
-        ConnectionCls = VettedHTTPConnection
 
-    class VettedHTTPSConnectionPool(connectionpool.HTTPSConnectionPool):
-        ConnectionCls = VettedHTTPSConnection
-
-    return {"http": VettedHTTPConnection, "https": VettedHTTPSConnection,
-            "http_pool": VettedHTTPConnectionPool, "https_pool": VettedHTTPSConnectionPool}
+@functools.cache
+def _pool_class(base: type, vet: bool) -> type:
+    base = getattr(base, "_vigil_base", base)
+    return type(("Vetted" if vet else "Capped") + base.__name__, (base,),
+                {"ConnectionCls": _connection_class(base.ConnectionCls, vet), "_vigil_base": base})
 
 
 def vet_urllib3(target: Any, *, allow_link_local: bool) -> None:
-    """Make a urllib3 ``PoolManager`` (Datadog, Kubernetes clients) or one ``HTTP(S)ConnectionPool``
-    (OpenSearch) vet every new connection. Call it before the first request."""
-    if allow_link_local:
-        return
-    classes = _urllib3_classes()
+    """Make a urllib3 ``PoolManager`` (Datadog, Kubernetes clients, botocore's session) or one
+    ``HTTP(S)ConnectionPool`` (OpenSearch) vet every new connection (unless ``allow_link_local``) and stop
+    every answer at ``MAX_RESPONSE_BYTES``. The classes it had are kept underneath (botocore's own, for
+    one). Call it before the first request."""
+    vet = not allow_link_local
     if hasattr(target, "pool_classes_by_scheme"):
         target.clear()
-        target.pool_classes_by_scheme = {"http": classes["http_pool"], "https": classes["https_pool"]}
+        target.pool_classes_by_scheme = {scheme: _pool_class(cls, vet)
+                                         for scheme, cls in target.pool_classes_by_scheme.items()}
     else:
-        target.ConnectionCls = classes["https" if target.scheme == "https" else "http"]
+        target.ConnectionCls = _connection_class(target.ConnectionCls, vet)
+
+
+def vet_botocore(client: Any, *, allow_link_local: bool) -> None:
+    """The same for a boto3 client's connections (CloudWatch): its session's pool manager. It sits behind
+    private attributes, so if a botocore version moved them this refuses loudly rather than run unchecked.
+    Proxied connections (HTTPS_PROXY) go through botocore's proxy managers and are not covered."""
+    manager = getattr(getattr(getattr(client, "_endpoint", None), "http_session", None), "_manager", None)
+    if manager is None or not hasattr(manager, "pool_classes_by_scheme"):
+        raise RuntimeError("this botocore version does not allow the connect-time address check")
+    vet_urllib3(manager, allow_link_local=allow_link_local)

@@ -31,7 +31,7 @@ from vigil.frames import call_edges
 from vigil.ingest.otlp import decode_spans
 from vigil.model import Resource, Topology
 from vigil.sources.connector import Connector, HttpConfig, SourceError, empty
-from vigil.sources.httpjson import JsonHttp, one_line
+from vigil.sources.httpjson import JsonHttp, not_an_answer, version_text
 
 log = logging.getLogger(__name__)
 _HEX = re.compile(r"^[0-9a-fA-F]+$")
@@ -83,7 +83,7 @@ def otlp_trace_frame(body: Any, resource_attribute: str = "service.name") -> pd.
     try:
         json_format.ParseDict(obj, req, ignore_unknown_fields=True)
     except (json_format.ParseError, ValueError, TypeError, RecursionError) as exc:
-        raise SourceError(f"Tempo answered a trace that is not OTLP/JSON: {one_line(str(exc), 120)}") from None
+        raise SourceError(f"Tempo answered a trace that is not OTLP/JSON ({type(exc).__name__})") from None
     return decode_spans(req, resource_attribute).frame
 
 
@@ -106,7 +106,7 @@ class TempoConnector(Connector):
             "limit": str(self.cfg.max_traces), "spss": str(self.cfg.spss)})
         traces = body.get("traces") if isinstance(body, dict) else None
         if not isinstance(traces, list):
-            raise SourceError(f"Tempo answered /api/search with an unexpected body: {one_line(str(body), 120)}")
+            raise SourceError(not_an_answer("Tempo", self.http.host, "/api/search"))
         ids = []
         for t in traces:
             tid = str(t.get("traceID", "")) if isinstance(t, dict) else ""
@@ -151,13 +151,15 @@ class TempoConnector(Connector):
     def check(self) -> str:
         try:
             info = self.http.get_json("/api/status/buildinfo")
-            version = info.get("version", "?") if isinstance(info, dict) else "?"
-            return f"Tempo {version} at {self.http.host} answered"
+            if not isinstance(info, dict) or not isinstance(info.get("version"), str):
+                raise SourceError(not_an_answer("Tempo", self.http.host, "/api/status/buildinfo"))
+            return f"Tempo {version_text(info['version'])} at {self.http.host} answered"
         except SourceError as exc:
             if "HTTP 404" not in str(exc):
                 raise
-        text = self.http.get_text("/ready")
-        return f"Tempo at {self.http.host} answered /ready: {one_line(text, 40)}"
+        if self.http.get_text("/ready").strip().lower() != "ready":
+            raise SourceError(not_an_answer("Tempo", self.http.host, "/ready"))
+        return f"Tempo at {self.http.host} is ready"
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
