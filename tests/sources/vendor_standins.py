@@ -21,13 +21,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pandas as pd
+from conftest import DATASETS, need_datasets
 
-DAY = Path("/work/shared/datasets/nezha/rca_data/2023-01-29")
+DAY = DATASETS / "nezha/rca_data/2023-01-29"
 TRACES = ("dc7db5cbec8d511cb7e08fd7c7b47c00", "fbb1c2904ee397adaf90efb157db6791")
 FAULTY = "ts-contacts-service"
 
@@ -41,9 +41,7 @@ def _service(pod: str) -> str:
 def nezha_slice() -> tuple[pd.DataFrame, pd.DataFrame]:
     """(logs, spans) of the two traces. logs: ts_ns, service, pod, trace_id, span_id, line.
     spans: trace_id, span_id, parent_id ('' for roots), service, operation, start_ns, end_ns, error."""
-    if not DAY.is_dir():
-        import pytest
-        pytest.skip(f"the Nezha dataset is not at {DAY}")
+    need_datasets()
     raw = pd.read_csv(DAY / "log" / "08_44_log.csv.gz", dtype=str)
     raw = raw[raw.TraceID.isin(TRACES)]
     lines = [json.loads(s)["log"].rstrip("\n") for s in raw.Log]

@@ -137,14 +137,17 @@ class TelemetryStore:
             "ORDER BY ts", [space, start, end], "changes")
 
     def topology(self, space: str) -> Topology:
-        with self._lock:
+        with self._lock:     # columns, not Python rows: several times faster for thousands of services
             res = self._con.execute("SELECT name, kind, attributes FROM resources WHERE space = ? ORDER BY name",
-                                    [space]).fetchall()
+                                    [space]).fetchnumpy()
             edges = self._con.execute("SELECT src, dst, kind, source, weight FROM edges WHERE space = ?",
-                                      [space]).fetchall()
+                                      [space]).fetchnumpy()
+        cols = [res[c].tolist() for c in ("name", "kind", "attributes")]
+        ecols = [edges[c].tolist() for c in ("src", "dst", "kind", "source", "weight")]
         return Topology(
-            resources=[Resource(name=n, kind=k, attributes=json.loads(a or "{}")) for n, k, a in res],
-            edges=[Edge(src=s, dst=d, kind=k, source=src, weight=w) for s, d, k, src, w in edges],
+            resources=[Resource(name=n, kind=k, attributes=json.loads(a) if a and a != "{}" else {})
+                       for n, k, a in zip(*cols, strict=True)],
+            edges=[Edge(src=s, dst=d, kind=k, source=src, weight=w) for s, d, k, src, w in zip(*ecols, strict=True)],
         )
 
     def baselines(self, space: str) -> list[tuple[float, float]]:

@@ -32,7 +32,7 @@ from vigil.model import ApiToken, HypothesisState, InvestigationStatus, Role, St
 from vigil.web import evidence as evidence_view
 from vigil.web import queries
 from vigil.web.session import COOKIE, LOGIN_COOKIE, Session, SessionStore, clear_cookie, same, set_cookie
-from vigil.web.svg import topology_svg
+from vigil.web.svg import graph_focus, topology_svg
 
 log = logging.getLogger("vigil.web")
 HERE = Path(__file__).parent
@@ -407,8 +407,12 @@ async def judge(request: Request, space: SpacePath, inv_id: IdPath, hyp_id: IdPa
 
 
 # -- topology -------------------------------------------------------------------------------------
+_HEALTH_ORDER = {"suspect": 0, "affected": 1, "anomalous": 2, "ok": 3}
+TABLE_ROWS = 500           # rows per topology table; the search narrows them
+
+
 @router.get("/s/{space}/topology")
-def topology(request: Request, space: SpacePath):
+def topology(request: Request, space: SpacePath, q: Annotated[str, Query(max_length=200)] = ""):
     ctx = _ctx(request, space)
     rt = _rt(request)
     problems: list[str] = []
@@ -432,10 +436,20 @@ def topology(request: Request, space: SpacePath):
         health[top.resource] = "suspect"
     else:
         top = None
-    graph = topology_svg(topo, health, top.path if top else (), label=f"topology of space {space}")
-    edges = sorted(topo.edges, key=lambda e: (e.src, e.dst, e.source.value))
-    return ctx.page("topology.html", graph=Markup(graph), topo=topo, edges=edges, health=health,
-                    inv_id=inv_id, top=top, problems=problems)
+    path = top.path if top else ()
+    focus = graph_focus(topo, health, path)
+    graph = topology_svg(topo, health, path, focus=focus, label=f"topology of space {space}")
+    # the tables: every service and edge, most suspicious first, narrowed by the search, at most TABLE_ROWS
+    kinds = {r.name: r.kind for r in topo.resources}
+    needle = q.strip().lower()
+    services = sorted(((n, h, kinds.get(n) or "service") for n, h in health.items() if needle in n.lower()),
+                      key=lambda x: (_HEALTH_ORDER.get(x[1], 9), x[0]))
+    edges = sorted((e for e in topo.edges if needle in e.src.lower() or needle in e.dst.lower()),
+                   key=lambda e: (e.src, e.dst, e.source.value))
+    return ctx.page("topology.html", graph=Markup(graph), topo=topo, services=services[:TABLE_ROWS],
+                    services_total=len(services), edges=edges[:TABLE_ROWS], edges_total=len(edges),
+                    edge_count=len(topo.edges), node_count=len(health), drawn=len(focus) if focus else len(health),
+                    q=q.strip(), inv_id=inv_id, top=top, problems=problems)
 
 
 # -- sources and integrations ---------------------------------------------------------------------

@@ -34,6 +34,47 @@ def _layers(nodes: list[str], edges: list[tuple[str, str]]) -> dict[str, int]:
     return {n: depth[cond.graph["mapping"][n]] for n in nodes}
 
 
+GRAPH_LIMIT = 120          # services drawn at most: a graph of thousands is neither readable nor quick
+_SEVERITY = {"suspect": 0, "affected": 1, "anomalous": 2}
+
+
+def graph_focus(topo: Topology, health: dict[str, str], path: Sequence[str] = (),
+                limit: int = GRAPH_LIMIT) -> set[str] | None:
+    """The services worth drawing when there are more than ``limit`` (None when all fit): the root cause
+    and its propagation path, the other suspicious services, their direct callers and callees, then the
+    most connected services. Linear in the number of services and edges."""
+    nodes = {r.name for r in topo.resources} | {e.src for e in topo.edges} | {e.dst for e in topo.edges}
+    if len(nodes) <= limit:
+        return None
+    degree: dict[str, int] = {}
+    neighbours: dict[str, set[str]] = {}
+    for e in topo.edges:
+        if e.src == e.dst:
+            continue
+        degree[e.src] = degree.get(e.src, 0) + 1
+        degree[e.dst] = degree.get(e.dst, 0) + 1
+        neighbours.setdefault(e.src, set()).add(e.dst)
+        neighbours.setdefault(e.dst, set()).add(e.src)
+    keep: list[str] = []
+    seen: set[str] = set()
+
+    def add(names: Iterable[str]) -> None:
+        for n in names:
+            if len(keep) >= limit:
+                return
+            if n in nodes and n not in seen:
+                seen.add(n)
+                keep.append(n)
+
+    add(path)
+    flagged = sorted((n for n, h in health.items() if h in _SEVERITY), key=lambda n: (_SEVERITY[health[n]], n))
+    add(flagged)
+    for n in list(keep):
+        add(sorted(neighbours.get(n, ()), key=lambda m: (-degree.get(m, 0), m)))
+    add(sorted(nodes, key=lambda m: (-degree.get(m, 0), m)))
+    return set(keep)
+
+
 def topology_svg(topo: Topology, health: dict[str, str] | None = None, path: Sequence[str] = (),
                  focus: Iterable[str] | None = None, label: str = "service topology") -> str:
     """The services and their edges. ``health`` colours nodes; ``path`` (cause first) is drawn
@@ -55,10 +96,13 @@ def topology_svg(topo: Topology, health: dict[str, str] | None = None, path: Seq
     for n in nodes:
         cols.setdefault(layer[n], []).append(n)
     # order each column by the mean row of its callers (fewer crossings), then by name
+    callers: dict[str, list[str]] = {}
+    for a, b in edges:
+        callers.setdefault(b, []).append(a)
     row: dict[str, float] = {}
     for c in sorted(cols):
         def key(n: str) -> tuple[float, str]:
-            ps = [row[a] for (a, b) in edges if b == n and a in row]
+            ps = [row[a] for a in callers.get(n, ()) if a in row]
             return (sum(ps) / len(ps) if ps else 1e9, n)
         cols[c].sort(key=key)
         for i, n in enumerate(cols[c]):
@@ -91,11 +135,12 @@ def topology_svg(topo: Topology, health: dict[str, str] | None = None, path: Seq
         cls = "edge path" if (a, b) in on_path else "edge"
         parts.append(f'<path d="{d}" class="{cls}" data-src="{E(src_kinds)}" marker-end="url(#arrow)">'
                      f'<title>{E(a)} → {E(b)}: {E("; ".join(how))}</title></path>')
+    place = {n: i for i, n in reversed(list(enumerate(path)))}
     for n in nodes:
         x, y = pos[n]
         h = health.get(n, "unknown")
-        cls = f"node {h}" + (" onpath" if n in path else "")
-        rank = f" (#{list(path).index(n) + 1} on the propagation path)" if n in path else ""
+        cls = f"node {h}" + (" onpath" if n in place else "")
+        rank = f" (#{place[n] + 1} on the propagation path)" if n in place else ""
         parts.append(f'<g class="{cls}" data-service="{E(n)}"><title>{E(n)}: {E(h)}{E(rank)}</title>'
                      f'<rect x="{x}" y="{y:.0f}" width="{nodew}" height="{nodeh}" rx="6"/>'
                      f'<text x="{x + 10}" y="{y + 18:.0f}">{E(_short(n))}</text></g>')
