@@ -25,7 +25,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pandas as pd
-from conftest import DATASETS, need_datasets
+from recordings import DATASETS, need_datasets
 
 DAY = DATASETS / "nezha/rca_data/2023-01-29"
 TRACES = ("dc7db5cbec8d511cb7e08fd7c7b47c00", "fbb1c2904ee397adaf90efb157db6791")
