@@ -142,8 +142,10 @@ def test_hypothesis_fixture_is_sane():
 
 
 def test_cloudformation_drift_between_git_and_the_stacks(database_url, tmp_path, monkeypatch):
-    """moto's server runs the stack from the CloudWatch connector's tests; git holds a newer template."""
+    """moto's server runs a stack made from the CloudWatch connector tests' template; git holds a newer one.
+    moto keeps its state per process: the stack has its own names and is deleted at the end."""
     import subprocess
+    import uuid
 
     import boto3
     from moto.server import ThreadedMotoServer
@@ -154,19 +156,22 @@ def test_cloudformation_drift_between_git_and_the_stacks(database_url, tmp_path,
     from vigil.config import Settings
     from vigil.model import AgentSpace
     from vigil.respond.service import RespondService
+    stack = f"drift{uuid.uuid4().hex[:8]}"
+    template = TEMPLATE.replace("orders", stack)
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
+    url = f"http://127.0.0.1:{port}"
+    cfn = boto3.client("cloudformation", endpoint_url=url, region_name="eu-west-1", aws_access_key_id="AKIDTEST",
+                       aws_secret_access_key="not-a-real-secret")
     try:
-        url = f"http://127.0.0.1:{port}"
-        boto3.client("cloudformation", endpoint_url=url, region_name="eu-west-1", aws_access_key_id="AKIDTEST",
-                     aws_secret_access_key="not-a-real-secret").create_stack(StackName="orders", TemplateBody=TEMPLATE)
+        cfn.create_stack(StackName=stack, TemplateBody=template)
         repo = tmp_path / "infra"
         (repo / "stacks").mkdir(parents=True)
-        (repo / "stacks" / "orders.yaml").write_text(
-            TEMPLATE.replace("maxReceiveCount: 3", "maxReceiveCount: 5")
-            + "  OrdersAlarmTopic:\n    Type: AWS::SNS::Topic\n    Properties: {TopicName: orders-alarms}\n")
-        (repo / "stacks" / "other.yaml").write_text(TEMPLATE)          # no such stack: not compared
+        (repo / "stacks" / f"{stack}.yaml").write_text(
+            template.replace("maxReceiveCount: 3", "maxReceiveCount: 5")
+            + f"  OrdersAlarmTopic:\n    Type: AWS::SNS::Topic\n    Properties: {{TopicName: {stack}-alarms}}\n")
+        (repo / "stacks" / "no-such-stack.yaml").write_text(template)          # not compared
         subprocess.run(["git", "-C", str(repo), "init", "-q"], check=True)
         monkeypatch.setenv("CW_KEY_ID", "AKIDTEST")
         monkeypatch.setenv("CW_SECRET", "not-a-real-secret")
@@ -176,14 +181,17 @@ def test_cloudformation_drift_between_git_and_the_stacks(database_url, tmp_path,
         app.state.put_source("shop", "infra", "git", {"path": str(repo)})
         app.state.put_source("shop", "aws", "cloudwatch", {
             "region": "eu-west-1", "endpoint_url": url, "access_key_id": {"env": "CW_KEY_ID"},
-            "secret_access_key": {"env": "CW_SECRET"}, "timeout_s": 5})
+            "secret_access_key": {"env": "CW_SECRET"}, "timeout_s": 60, "stacks": [stack]})
+        conns, problems = app.sources.connectors("shop")
+        assert problems == [] and sorted(c.kind for c in conns) == ["cloudwatch", "git"]
         items = prevention.drift(RespondService(app.state, app.sources), "shop")
-        assert [i["key"] for i in items] == ["drift:stack/orders"]
+        assert [i["key"] for i in items] == [f"drift:stack/{stack}"]
         d = items[0]
-        assert d["title"] == "stack orders differs from stacks/orders.yaml" and d["category"] == "config-drift"
+        assert d["title"] == f"stack {stack} differs from stacks/{stack}.yaml" and d["category"] == "config-drift"
         assert "OrdersAlarmTopic is in git, not in the stack" in d["detail"]
         assert "OrdersQueue properties differ: RedrivePolicy" in d["detail"]
         assert "OrdersDLQ" not in d["detail"] and "OrdersTopic " not in d["detail"]
         app.close()
     finally:
+        cfn.delete_stack(StackName=stack)
         server.stop()
