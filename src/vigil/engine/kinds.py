@@ -59,6 +59,10 @@ def fault_kind(ordered: list[Finding], all_findings: list[Finding]) -> tuple[Fau
         if f.family == "local":
             if f.hypothesis in ("local:latency", "local:network") and _cpu_explains(f, all_findings):
                 return _LOCAL_WHY["local:cpu"]
+            if f.fault_kind is FaultKind.NETWORK_LOSS:
+                return FaultKind.NETWORK_LOSS, ("calls to or from it slowed in a long tail (retransmission-like "
+                                                "waits on a share of the calls), not on the other endpoints' "
+                                                "edges: packets to or from it are being lost")
             return _LOCAL_WHY.get(f.hypothesis, (f.fault_kind or FaultKind.UNKNOWN, f.title))
         if f.family == "excess" and isinstance(d, ExcessShare):
             if d.kind == "errors":

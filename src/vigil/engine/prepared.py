@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import re
 import warnings
 from functools import cached_property
 
@@ -31,6 +32,7 @@ from vigil.frames import call_edges
 from vigil.model import EdgeKind, FaultKind
 
 SIGNALS = ("metrics", "logs", "spans", "changes", "topology")
+_SIDE_WORD = re.compile(r"[-_:. ]?(?:client|server)", re.I)   # "latency:client-p50" and "latency:server-p50" pair up
 
 
 def series_step(ts: np.ndarray) -> float:
@@ -87,18 +89,22 @@ class Prepared:
             mask |= (ts >= a) & (ts <= b)
         return mask
 
-    def reference(self, ts, lookback_s: float, guard_s: float = 0.0, min_points: int | None = None
-                  ) -> tuple[np.ndarray, str]:
+    def reference(self, ts, lookback_s: float, guard_s: float = 0.0, min_points: int | None = None,
+                  min_recent: int = 3) -> tuple[np.ndarray, str]:
         """Boolean mask of a series' reference samples and where they come from: the samples inside
         windows marked fault-free (wherever they lie in time) when there are at least ``min_points`` of
-        them, else the recent past ``[onset - lookback_s, onset - guard_s)``."""
+        them, else the recent past ``[onset - lookback_s, onset - guard_s)``. The guard (a late alert's
+        fault may have begun before it) is dropped when it would leave fewer than ``min_recent`` samples."""
         ts = np.asarray(ts, dtype=float)
         need = self.settings.min_reference_points if min_points is None else min_points
         if self.marked:
             marked = self.marked_mask(ts)
             if marked.sum() >= need:
                 return marked, "marked"
-        return (ts >= self.onset - lookback_s) & (ts < self.onset - guard_s), "recent"
+        recent = (ts >= self.onset - lookback_s) & (ts < self.onset - guard_s)
+        if guard_s > 0 and recent.sum() < min_recent:
+            recent = (ts >= self.onset - lookback_s) & (ts < self.onset)
+        return recent, "recent"
 
     # -- metrics -------------------------------------------------------------------------------
     @cached_property
@@ -122,7 +128,8 @@ class Prepared:
             frames.append(pd.DataFrame({
                 "src": em["resource"].map({r: a.get("src", "") for r, a in attrs.items()}),
                 "dst": em["resource"].map({r: a.get("dst", "") for r, a in attrs.items()}),
-                "side": side, "name": em["name"], "ts": em["ts"], "value": em["value"]}))
+                "side": side, "name": em["name"].map({n: _SIDE_WORD.sub("", n) for n in em["name"].unique()}),
+                "ts": em["ts"], "value": em["value"]}))
         node_peer = has_peer & ~is_edge_res
         if node_peer.any():
             pm = m[node_peer]
@@ -199,6 +206,10 @@ class Prepared:
         rows = [{"src": e.src, "dst": e.dst, "kind": "calls", "weight": e.weight} for e in self.topology.edges
                 if e.kind in (EdgeKind.CALLS, EdgeKind.DEPENDS_ON)]
         rows += [{"src": e.src, "dst": e.dst, "kind": "calls", "weight": e.weight} for e in self.span_calls]
+        em = self.edge_metrics
+        if len(em):     # a per-edge series is a call edge too
+            rows += [{"src": a, "dst": b, "kind": "calls", "weight": 0.0}
+                     for a, b in em[["src", "dst"]].drop_duplicates().itertuples(index=False)]
         return pd.DataFrame(rows, columns=["src", "dst", "kind", "weight"])
 
     @cached_property

@@ -1,87 +1,77 @@
 """Hypothesis-specific local evidence on the call graph (metrics, per-edge latency, spans).
 
-For every service and every fault hypothesis (CPU, self latency, network, traffic, call pattern),
-the evidence that is *local* to the service: what its own series show once what its callees and
-callers show is taken out. ``analyze_local`` adapts an Observation to ``rank`` and returns Findings.
+For every service and every fault hypothesis, the evidence that is *local* to the service: what its own
+series show once what its callees and callers show is taken out.
 
-rank(metrics, spans, edges, onset, edge_metrics=None, cfg=None) -> list of
-    (service, score, fault_kind_guess, evidence_string)
+**Series effects.** Every series is compared with its reference (``Prepared.reference``: a window marked
+fault-free wherever it lies in time, else the recent past before the onset, minus the onset guard):
 
-Inputs (all generic, no service names):
-  metrics      long frame (resource, name, ts, value); per-pod series. Metric *roles* are taken
-               from the name (cpu, server latency, client latency, workload, success/error).
-  spans        frame (trace_id, span_id, parent_id, resource, operation, start, duration_ms); may be
-               empty or cover only part of the window.
-  edges        frame (src, dst, kind, weight): call graph ("calls" rows); weights = call volume if known.
-  onset        alert / onset time (epoch s).
-  edge_metrics optional long frame (src, dst, side, ts, value) with side in {"client","server"}:
-               per-edge latency measured at the caller and at the callee (service mesh).
+    d = median(log x, incident) - median(log x, reference)      (log fold change; load series: log of means)
+    z = d / max(noise, d_floor),  noise = 1.4826 MAD(diff(log x)) / sqrt 2   (load series: Welch-type z)
+    gate(z) = clip((|z| - z_lo) / (z_hi - z_lo), 0, 1)
 
-Every series is compared with its own pre-onset history (lookback 30 min, post window 4 min):
-  d = median(log x, post) - median(log x, lookback)   (log fold change; load series: log of means)
-  z = d / max(noise, 0.1), noise = 1.4826 * MAD(diff(log x)) / sqrt 2   (load: Welch-type z)
-  gate(z) = clip((|z| - 1) / 2, 0, 1)
-Evidence per service s, all in fold-change units and multiplied by the gate of the series used:
-  cpu      d_cpu(s) > 0
-  latency  d_srv(s) - max(0, d_cli(s), max_v d_srv(v))   self latency not explained by its own
-           outgoing calls or its callees; drops count x0.5
-  network  per edge e=(u,v): g_e = d of log(client-side latency / server-side latency), from mesh
-           edge metrics, else from spans (client span vs the callee's server span under it).
-           Remove the far endpoint's common component (median g over its other edges, >= 0) and
-           average over s's in-edges (or out-edges): a delay at v shows on all of v's edges only.
-           Without either, fallback 0.5 x min over s's callers of their client-latency rise not
-           explained by any callee's server latency.
-  traffic  max_v share(s->v) * (drop(v) - drop(s)),  drop = max(0, -d_load): s stopped calling v
-  trace    in s's own spans, P(s calls B | s called A) before (median over baseline minutes) vs
-           after: max log(p0/p1) (p0 >= 0.5, n >= 5, error-handler ops ignored), minus the evidence
-           of the callee that A called (s may just be reacting to that callee's error)
-  entry    0.5 x gate on graph roots when an out-of-graph success rate fell (shortfall below the
-           baseline best grew); a fallback for faults that only show as user-facing errors
-score(s) = max over hypotheses; kind guess = the argmax hypothesis (cpu wins ties with latency/network
-when its evidence is >= half the score).
+The incident is the *early* part after the onset: the first minute, or ``window_samples`` samples of a
+slower series, at most ``max_window_s`` (and at least ``min_after_samples`` samples). The first effects of a
+fault name it best: later ones mix in the system's responses (retries, autoscaling, restarts).
+
+**Hypotheses** per service s, each in log-fold-change units times the gate of the series used:
+
+- cpu, memory, disk: its own resource series rose.
+- latency: its server latency rose beyond what its own outgoing calls (client latency, per-edge client
+  series) and its callees' server latency explain; drops count half.
+- network: per call edge e = (u, v), the shift g_e of the caller-observed minus the callee-observed
+  latency, log(client - server + typical server latency), from per-edge metrics (service-mesh style, both
+  sides or the client side against the callee's own series), else from client/server span pairs (the
+  caller's span minus the callee's span under it, call by call). Take out the far endpoint's common
+  component (median g over its other edges, >= 0) and average over s's in-edges (or out-edges): a delay
+  at v shows on all of v's edges only. Calls whose slowdown is a tail (a minority of calls delayed by
+  retransmission timeouts) rather than a shift of most calls point at packet loss. Without per-edge
+  data: 0.5 x the smallest rise of s's callers' client latency that no callee's server latency explains.
+- traffic: it stopped calling a callee while its own traffic held.
+- trace pattern: inside its spans, a call that always followed another stopped (minus what the callee
+  itself shows).
+- entry: a user-facing success rate outside the graph fell (for graph roots; a fallback).
+
+The score of a service is its strongest hypothesis; each hypothesis is a finding of its own.
 """
 from __future__ import annotations
 
 import re
 import warnings
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from vigil.engine import roles
-from vigil.engine.findings import Finding, SeriesShift
-from vigil.engine.prepared import Prepared
+from vigil.engine.findings import EdgeShift, Finding, SeriesShift
+from vigil.engine.prepared import Prepared, series_step
 from vigil.engine.stats import median, quantile
 from vigil.model import EvidenceKind, FaultKind
 
 ERR_OP = re.compile(r"error|exception|fault|fail", re.I)
 
 
-role_of = roles.role
-
-
-@dataclass
+@dataclass(frozen=True)
 class Config:
-    lookback_s: float = 30 * 60      # metric history used as baseline; its median is robust to an earlier incident
-    post_s: float = 4 * 60           # window after onset
-    min_base: int = 3                # minimum baseline points per series
-    spread: str = "diff"             # noise of log x: "diff" = MAD of minute-to-minute changes / sqrt 2
-                                     # (not inflated by an earlier incident's level shift); "mad" = plain MAD
+    lookback_s: float = 30 * 60      # recent-past reference (when no fault-free window is marked)
+    window_s: float = 60.0           # incident: the first minute after the onset...
+    window_samples: int = 4          # ...or this many samples of a slower series...
+    max_window_s: float = 240.0      # ...up to four minutes
+    min_reference: int = 3           # reference samples a series needs
     d_floor: float = 0.1             # minimum noise of log x (10 %) when computing z
     z_lo: float = 1.0                # significance gate: weight 0 at |z| <= z_lo, 1 at |z| >= z_hi
     z_hi: float = 3.0
     down_lat_weight: float = 0.5     # unexplained latency *drops* count half (less load also speeds things up)
-    explain_by_callees: bool = True  # a server-latency move is also explained by the callees' server latency
     entry_score: float = 0.5         # fallback evidence for graph roots when the entry SLI fails unexplained
     net_fallback_weight: float = 0.5 # pod-level network fallback is ambiguous between sibling callees
-    trace_lookback_s: float = 15 * 60
-    trace_min_support: int = 5       # parent spans needed before and after
-    trace_baseline: str = "minute_median"  # a call habit must hold in most baseline minutes ("pooled": overall)
-    trace_min_minutes: int = 2
-    weights: dict = field(default_factory=lambda: {"cpu": 1.0, "latency": 1.0, "network": 1.0,
-                                                   "traffic": 1.0, "trace": 1.0, "entry": 1.0})
+    span_lookback_s: float = 15 * 60 # spans: reference calls (when no fault-free window is marked)
+    span_window_s: float = 120.0     # spans: incident calls, the two minutes after the onset
+    gap_floor_ms: float = 1.0        # a call's network gap is read as log(gap + 1 ms)
+    min_calls: int = 3               # calls an edge needs on each side
+    trace_min_support: int = 5       # parent spans needed before and after (call patterns)
+    trace_min_minutes: int = 2       # a call habit must hold in this many reference minutes
 
 
 def _gate(z, c: Config):
@@ -115,59 +105,69 @@ def _group_slices(codes: np.ndarray) -> tuple[np.ndarray, list[tuple[int, int, i
     return order, [(int(s[a]), int(a), int(e)) for a, e in zip(starts, ends, strict=True)]
 
 
-def series_effects(df: pd.DataFrame, keys: list[str], onset: float, c: Config, log: bool = True,
+def incident_window(step: float, p: Prepared, c: Config) -> float:
+    """Seconds after the onset a series' incident samples come from."""
+    w = min(max(c.window_s, c.window_samples * step), c.max_window_s)
+    return max(w, p.settings.min_after_samples * step)
+
+
+def series_effects(df: pd.DataFrame, keys: list[str], p: Prepared, c: Config, log: bool = True,
                    stat: str = "median") -> pd.DataFrame:
-    """df long (keys..., ts, value) -> one row per series with d (log fold change) and z.
-    log=False: the values are already on a log scale (d is then a plain difference)."""
-    df = df[(df.ts > onset - c.lookback_s) & (df.ts <= onset + c.post_s)]
-    df = df[np.isfinite(df.value.to_numpy(dtype=float))]
+    """df long (keys..., ts, value) -> one row per series with d (log fold change), z, the reference and
+    incident medians and where the reference came from. log=False: the values are already on a log scale."""
+    cols = [*keys, "d", "z", "base", "post", "ref"]
+    df = df[np.isfinite(df["value"].to_numpy(dtype=float))]
     out = []
     if df.empty:
-        return pd.DataFrame(out, columns=[*keys, "d", "z", "base", "post"])
+        return pd.DataFrame(out, columns=cols)
+    s = p.settings
     codes, ukeys = _group_codes([df[k].to_numpy(object) for k in keys])
     order, groups = _group_slices(codes)
     values_all, ts_all = df["value"].to_numpy(float)[order], df["ts"].to_numpy(float)[order]
     for code, a, e in groups:
         k = ukeys[code]
         v, tsg = values_all[a:e], ts_all[a:e]
-        post = tsg > onset
-        b, p = v[~post], v[post]
-        if len(b) < c.min_base or len(p) == 0:
+        step = series_step(tsg)
+        ref_mask, ref_kind = p.reference(tsg, c.lookback_s, guard_s=s.onset_guard_s, min_recent=c.min_reference)
+        inc_mask = (tsg >= p.onset) & (tsg <= p.onset + incident_window(step, p, c))
+        b, q = v[ref_mask], v[inc_mask]
+        if len(b) < c.min_reference or len(q) == 0:
             continue
-        if np.all(b == b[0]) and np.all(p == b[0]):
+        if np.all(b == b[0]) and np.all(q == b[0]):
             continue
+        key = k if isinstance(k, tuple) else (k,)
         if stat == "mean":
-            # rates / counts (often sparse): compare means, z from the baseline's sample variance;
+            # rates / counts (often sparse): compare means, z from the reference's sample variance;
             # nothing finer than one event (the smallest positive value seen) counts as a change.
-            # The change need only hold for the first 2..all post points (scan; best |z| kept).
+            # The change need only hold for the first 2..all incident points (scan; best |z| kept).
             pos = np.abs(b[b != 0])
             eps = max(0.02 * quantile(np.abs(b), 0.9), float(pos.min()) if len(pos) else 0.0) + 1e-9
             mb = float(np.mean(b))
             var = np.var(b, ddof=1) if len(b) > 1 else 0.0
-            p_sorted = p[np.argsort(tsg[post])]
+            q_sorted = q[np.argsort(tsg[inc_mask])]
             best = None
-            for kk in range(min(2, len(p_sorted)), len(p_sorted) + 1):
-                mp = float(np.mean(p_sorted[:kk]))
+            for kk in range(min(2, len(q_sorted)), len(q_sorted) + 1):
+                mp = float(np.mean(q_sorted[:kk]))
                 se = np.sqrt(var * (1 / kk + 1 / len(b)))
                 z = (mp - mb) / max(se, 1e-9)
                 if best is None or abs(z) > abs(best[1]):
                     best = (float(np.log((abs(mp) + eps) / (abs(mb) + eps))), z, mp)
-            out.append((*(k if isinstance(k, tuple) else (k,)), best[0], best[1], mb, best[2]))
+            out.append((*key, best[0], best[1], mb, best[2], ref_kind))
             continue
         if log:
             eps = 0.02 * quantile(np.abs(b), 0.9) + 1e-9
-            lb, lp = np.log(np.abs(b) + eps), np.log(np.abs(p) + eps)
+            lb, lq = np.log(np.abs(b) + eps), np.log(np.abs(q) + eps)
         else:
-            lb, lp = b, p
+            lb, lq = b, q
         med = median(lb)
-        if c.spread == "diff" and len(lb) >= 4:
+        if len(lb) >= 4:
             sd = 1.4826 * median(np.abs(np.diff(lb))) / np.sqrt(2)
         else:
             sd = 1.4826 * median(np.abs(lb - med))
-        d = float(median(lp) - med)
+        d = float(median(lq) - med)
         z = d / max(sd, c.d_floor)
-        out.append((*(k if isinstance(k, tuple) else (k,)), d, z, float(median(b)), float(median(p))))
-    return pd.DataFrame(out, columns=[*keys, "d", "z", "base", "post"])
+        out.append((*key, d, z, float(median(b)), float(median(q)), ref_kind))
+    return pd.DataFrame(out, columns=cols)
 
 
 def _mean(x):
@@ -175,20 +175,22 @@ def _mean(x):
     return float(np.mean(x)) if x else np.nan
 
 
-def _parent_child(p: Prepared, onset: float, c: Config) -> pd.DataFrame:
-    """Spans joined to their parents (the run's shared join), both inside the analysis window."""
+def _parent_child(p: Prepared, c: Config) -> pd.DataFrame:
+    """Spans joined to their parents (the run's shared join), both inside the analysis window (reference
+    and incident)."""
     pc = p.span_parents
     if pc.empty:
         return pc
-    lo, hi = onset - c.trace_lookback_s, onset + c.post_s
-    keep = (pc["start"] > lo) & (pc["start"] <= hi) & (pc["p_start"] > lo) & (pc["p_start"] <= hi)
-    return pc[keep.to_numpy()]
+    hi = p.onset + c.span_window_s
+    ref, _ = p.reference(pc["p_start"].to_numpy(float), c.span_lookback_s, min_points=p.settings.min_events)
+    keep = ref | ((pc["p_start"].to_numpy(float) >= p.onset) & (pc["p_start"].to_numpy(float) <= hi))
+    return pc[keep]
 
 
 def _trace_evidence(pc: pd.DataFrame, onset: float, c: Config) -> dict:
     """Per service: how much its own call pattern changed.  For every span of service s, the set
     of operations of its direct children that s itself emits (client calls / internal steps).
-    For each pair (A, B) of child ops seen together in the baseline, P(B | A) before vs after;
+    For each pair (A, B) of child ops seen together in the reference, P(B | A) before vs after;
     a service whose spans stop making calls they used to make after A is where the code path
     changed (early return / exception)."""
     if pc.empty:
@@ -220,23 +222,22 @@ def _trace_evidence(pc: pd.DataFrame, onset: float, c: Config) -> dict:
         na, nb = np.diag(Ca)[:, None], np.diag(Cb)[:, None]
         p0 = (Ca + 0.5) / (na + 1)              # P(B | A) before
         p1 = (Cb + 0.5) / (nb + 1)              # P(B | A) after
-        if c.trace_baseline == "minute_median":
-            # the habit must hold in most baseline minutes, not only during an earlier incident
-            pstart = np.zeros(len(keys))
-            pstart[ki] = pstart_all[a:e]
-            mins = np.floor(pstart[~post] / 60.0)
-            per = []
-            for mnt in np.unique(mins):
-                Xm = Xa[mins == mnt]
-                Cm = Xm.T @ Xm
-                nm_ = np.diag(Cm)[:, None]
-                per.append(np.where(nm_ >= 2, Cm / np.maximum(nm_, 1), np.nan))
-            per = np.array(per)
-            valid = np.sum(np.isfinite(per), axis=0)
-            with np.errstate(all="ignore"), warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)   # all-NaN columns are expected here
-                pm = np.nanmedian(per, axis=0)
-            p0 = np.where(valid >= c.trace_min_minutes, np.minimum(p0, np.nan_to_num(pm, nan=0.0) + 0.5 / (na + 1)), 0.0)
+        # the habit must hold in most reference minutes, not only during an earlier incident
+        pstart = np.zeros(len(keys))
+        pstart[ki] = pstart_all[a:e]
+        mins = np.floor(pstart[~post] / 60.0)
+        per = []
+        for mnt in np.unique(mins):
+            Xm = Xa[mins == mnt]
+            Cm = Xm.T @ Xm
+            nm_ = np.diag(Cm)[:, None]
+            per.append(np.where(nm_ >= 2, Cm / np.maximum(nm_, 1), np.nan))
+        per = np.array(per)
+        valid = np.sum(np.isfinite(per), axis=0)
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)   # all-NaN columns are expected here
+            pm = np.nanmedian(per, axis=0)
+        p0 = np.where(valid >= c.trace_min_minutes, np.minimum(p0, np.nan_to_num(pm, nan=0.0) + 0.5 / (na + 1)), 0.0)
         errlike = np.array([bool(ERR_OP.search(o)) for o in ops])
         # a vanishing call to an error handler is recovery from an earlier incident, not a fault
         ok = (na >= c.trace_min_support) & (nb >= c.trace_min_support) & (p0 >= 0.5) & ~errlike[None, :]
@@ -255,28 +256,97 @@ def _trace_evidence(pc: pd.DataFrame, onset: float, c: Config) -> dict:
     return ev
 
 
-def _trace_edge_gaps(pc: pd.DataFrame, onset: float, c: Config, step: float = 60.0) -> pd.DataFrame:
-    """Per-edge caller-vs-callee latency from spans: a caller's client span and the callee's server
-    span directly under it.  Returns long (src, dst, ts, value) with value = median over the minute
-    of log(client duration / server duration)."""
-    j = pc[(pc.res != pc.p_res) & (pc.p_dur > 0) & (pc.dur > 0)]
+@dataclass
+class EdgeGap:
+    value: float          # gated shift (log units)
+    d: float
+    z: float
+    slow_share: float     # share of incident calls slower than every reference call (span pairs only)
+    source: str
+
+
+def _metric_gaps(p: Prepared, c: Config, node: pd.DataFrame) -> dict[tuple[str, str], EdgeGap]:
+    """Per-edge caller-vs-callee latency from per-edge series: both sides measured on the edge, or the
+    caller's side against the callee's own series of the same name."""
+    em = p.edge_metrics
+    if em.empty:
+        return {}
+    cl = em[em["side"] == "client"]
+    sv = em[em["side"] == "server"][["src", "dst", "name", "ts", "value"]]
+    if len(cl):
+        # a client-side series without a server side on the edge: the callee's own series of that name
+        have = set(zip(sv["src"], sv["dst"], strict=True))
+        lone = cl[[(a, b) not in have for a, b in zip(cl["src"], cl["dst"], strict=True)]]
+        if len(lone):
+            own = node[node["name"].isin(set(lone["name"])) & node["resource"].isin(set(lone["dst"]))]
+            own = own.rename(columns={"resource": "dst"})
+            pairs = lone[["src", "dst", "name"]].drop_duplicates()
+            sv = pd.concat([sv, pairs.merge(own, on=["dst", "name"])[["src", "dst", "name", "ts", "value"]]],
+                           ignore_index=True)
+    if cl.empty or sv.empty:
+        return {}
+    cl = cl.sort_values("ts")
+    sv = sv.sort_values("ts")
+    step = float(np.median(np.diff(np.unique(cl["ts"])))) if cl["ts"].nunique() > 2 else 60.0
+    j = pd.merge_asof(cl[["src", "dst", "name", "ts", "value"]], sv, on="ts", by=["src", "dst", "name"],
+                      suffixes=("_c", "_s"), direction="nearest", tolerance=step / 2)
+    j = j[np.isfinite(j["value_c"]) & np.isfinite(j["value_s"]) & (j["value_s"] >= 0)]
     if j.empty:
-        return pd.DataFrame(columns=["src", "dst", "ts", "value"])
-    j = pd.DataFrame({"src": j.p_res, "dst": j.res, "value": np.log(j.p_dur / j.dur),
-                      "ts": (np.floor(j.p_start / step) + 1) * step})
-    return j.groupby(["src", "dst", "ts"], as_index=False).value.median()
+        return {}
+    # the caller-observed minus the callee-observed latency: the network (and proxy) share of the call,
+    # read as log(gap + floor) with the floor the edge's typical callee-side latency (a relative change
+    # of the gap that does not move with the callee's own time, as the ratio client/server would)
+    floor = j.groupby(["src", "dst", "name"])["value_s"].transform("median").to_numpy(float) + 1e-9
+    j = j.assign(value=np.log(np.maximum(j["value_c"] - j["value_s"], 0.0) + floor))
+    ge = series_effects(j[["src", "dst", "name", "ts", "value"]], ["src", "dst", "name"], p, c, log=False)
+    out: dict[tuple[str, str], EdgeGap] = {}
+    for (a, b), g in ge.groupby(["src", "dst"]):
+        d, z = float(g["d"].mean()), float(g["z"].mean())
+        out[(a, b)] = EdgeGap(d * float(_gate(z, c)), d, z, 0.0, "edge metrics")
+    return out
 
 
-def rank(p: Prepared, metrics: pd.DataFrame, edges: pd.DataFrame, onset: float,
-         edge_metrics: pd.DataFrame | None = None, cfg: Config | None = None, debug: bool = False):
-    """Ranked [(service, score, fault_kind_guess, evidence)], best first (debug: + per-hypothesis dict)."""
-    c = cfg or Config()
-    calls = edges[edges.kind == "calls"] if "kind" in edges else edges
+def _span_gaps(pc: pd.DataFrame, p: Prepared, c: Config) -> dict[tuple[str, str], EdgeGap]:
+    """Per-edge network gap from span pairs, call by call: the caller's span minus the callee's span
+    directly under it, read as log(gap + floor). The reference calls' median and spread against the
+    incident calls' median (a shift of most calls: delay) and their upper quartile (a tail: loss)."""
+    j = pc[(pc["res"] != pc["p_res"]) & (pc["p_dur"] > 0) & (pc["dur"] >= 0)]
+    if j.empty:
+        return {}
+    gap = np.log(np.maximum(j["p_dur"].to_numpy(float) - j["dur"].to_numpy(float), 0.0) + c.gap_floor_ms)
+    t = j["p_start"].to_numpy(float)
+    ref, _ = p.reference(t, c.span_lookback_s, min_points=p.settings.min_events)
+    inc = (t >= p.onset) & (t <= p.onset + c.span_window_s)
+    out: dict[tuple[str, str], EdgeGap] = {}
+    codes, keys = _group_codes([j["p_res"].to_numpy(object), j["res"].to_numpy(object)])
+    order, groups = _group_slices(codes)
+    gap, ref, inc = gap[order], ref[order], inc[order]
+    for code, a, e in groups:
+        b, q = gap[a:e][ref[a:e]], gap[a:e][inc[a:e]]
+        if len(b) < c.min_calls or len(q) < c.min_calls:
+            continue
+        mb = median(b)
+        spread = max(1.4826 * median(np.abs(b - mb)), c.d_floor)
+        se = spread * 1.2533 * np.sqrt(1.0 / len(q) + 1.0 / len(b))     # standard error of a median
+        d_mid = float(median(q) - mb)
+        d_tail = float(quantile(q, 0.75) - quantile(b, 0.75))
+        slow = float(np.mean(q > b.max() + c.d_floor))
+        d, z = (d_mid, d_mid / se) if d_mid >= 0.5 * d_tail else (0.5 * d_tail, 0.5 * d_tail / se)
+        out[keys[code]] = EdgeGap(d * float(_gate(z, c)), d, z, slow, "span pairs")
+    return out
+
+
+def local_evidence(p: Prepared, c: Config):
+    """Per service: {hypothesis: (value, text)}, the z of its resource series and of its latency, and
+    per-service network details."""
+    calls = p.edges
     # prefer measured (trace) weights when the same edge appears twice
     calls = calls.sort_values("weight").drop_duplicates(["src", "dst"], keep="last")
-    services = sorted(set(calls.src) | set(calls.dst))
+    metrics = p.metrics
+    services = sorted(set(calls["src"]) | set(calls["dst"]))
     if not services:   # no call graph known: every resource with metrics stands alone
-        services = sorted(map(str, metrics["resource"].unique()))
+        services = sorted(map(str, metrics["resource"].unique())) if len(metrics) else []
+        services += sorted(set(map(str, p.spans["resource"].unique())) - set(services)) if len(p.spans) else []
     callees, callers = defaultdict(list), defaultdict(list)
     for r in calls.itertuples():
         callees[r.src].append(r.dst)
@@ -286,66 +356,59 @@ def rank(p: Prepared, metrics: pd.DataFrame, edges: pd.DataFrame, onset: float,
         w_in[r.dst] += r.weight
     share = {(r.src, r.dst): (r.weight / w_in[r.dst] if w_in[r.dst] > 0 else 1.0) for r in calls.itertuples()}
 
-    metrics = metrics[(metrics.ts > onset - c.lookback_s) & (metrics.ts <= onset + c.post_s)]
-    names = metrics.name.unique()
-    roles = metrics.name.map({n: role_of(n) for n in names})
-    m = metrics
-    succ = roles == "success"
-    if succ.any():
-        # success ratios: work with the shortfall below the best recent level (an error ratio)
-        sm = metrics[succ & (metrics.ts > onset - c.lookback_s) & (metrics.ts <= onset)]
-        best = sm.groupby(["resource", "name"]).value.max().rename("best")
-        ms = metrics[succ].join(best, on=["resource", "name"])
-        ms = ms.assign(value=(ms.best - ms.value).clip(lower=0)).drop(columns="best")
-        m = pd.concat([metrics[~succ], ms])
-    mroles = m.name.map({n: role_of(n) for n in m.name.unique()})
-    eff = pd.concat([series_effects(m[mroles != "load"], ["resource", "name"], onset, c),
-                     series_effects(m[mroles == "load"], ["resource", "name"], onset, c, stat="mean")])
-    eff["role"] = eff.name.map(role_of)
-    R = {}  # (resource, role) -> (d, z) averaged over the role's series
-    for (res, role), g in eff.groupby(["resource", "role"]):
-        R[(res, role)] = (float(g.d.mean()), float(g.z.mean()))
+    R: dict[tuple[str, str], tuple[float, float]] = {}   # (resource, role) -> (d, z) of its typical series
+    if len(metrics):
+        names = metrics["name"].unique()
+        role_of = {n: roles.role(str(n)) for n in names}
+        mroles = metrics["name"].map(role_of)
+        m = metrics
+        succ = (mroles == "success").to_numpy()
+        if succ.any():
+            # success ratios: work with the shortfall below the best recent level (an error ratio)
+            sm = metrics[succ & (metrics["ts"] <= p.onset).to_numpy()]
+            best = sm.groupby(["resource", "name"])["value"].max().rename("best")
+            ms = metrics[succ].join(best, on=["resource", "name"])
+            ms = ms.assign(value=(ms["best"] - ms["value"]).clip(lower=0)).drop(columns="best")
+            m = pd.concat([metrics[~succ], ms])
+            mroles = m["name"].map(role_of)
+        load = mroles.isin(roles.LOAD_ROLES).to_numpy()
+        eff = pd.concat([series_effects(m[~load], ["resource", "name"], p, c),
+                         series_effects(m[load], ["resource", "name"], p, c, stat="mean")])
+        if len(eff):
+            eff["role"] = eff["name"].map(role_of)
+            eff.loc[eff["role"].isin(roles.LOAD_ROLES), "role"] = "load"
+            # a role's evidence is what its typical series shows: the lower median by |z| (with two
+            # series, the weaker one), so one odd series (a spiky rate) does not speak for the role
+            eff = eff.assign(_az=eff["z"].abs()).sort_values("_az", kind="stable")
+            for (res, role), g in eff.groupby(["resource", "role"], sort=False):
+                r = g.iloc[(len(g) - 1) // 2]
+                R[(res, role)] = (float(r["d"]), float(r["z"]))
 
     def get(res, role):
         return R.get((res, role), (np.nan, np.nan))
 
-    gap = {}
-    if edge_metrics is not None and not edge_metrics.empty:
-        em = edge_metrics[(edge_metrics.ts > onset - c.lookback_s) & (edge_metrics.ts <= onset + c.post_s)]
-        cl = em[em.side == "client"].sort_values("ts")
-        sv = em[em.side == "server"].sort_values("ts")[["src", "dst", "ts", "value"]]
-        step = float(np.median(np.diff(np.unique(cl.ts)))) if len(cl) > 2 else 60.0
-        j = pd.merge_asof(cl, sv, on="ts", by=["src", "dst"], suffixes=("_c", "_s"),
-                          direction="nearest", tolerance=step / 2)
-        j = j[(j.value_c > 0) & (j.value_s > 0)]
-        # log(caller-observed / callee-observed latency): the network + proxy share of the call
-        j = j.assign(value=np.log(j.value_c) - np.log(j.value_s))
-        ge = series_effects(j[["src", "dst", "ts", "value"]], ["src", "dst"], onset, c, log=False)
-        for r in ge.itertuples():
-            gap[(r.src, r.dst)] = (r.d * _gate(r.z, c), r.d, r.z)
-
-    pc = _parent_child(p, onset, c)
+    pc = _parent_child(p, c)
+    # per-edge series when there are any, else span pairs (their units differ: never mixed)
+    gap = _metric_gaps(p, c, metrics)
     if not gap and not pc.empty:
-        tg = _trace_edge_gaps(pc, onset, c)
-        if not tg.empty:
-            ge = series_effects(tg, ["src", "dst"], onset, c, log=False)
-            for r in ge.itertuples():
-                gap[(r.src, r.dst)] = (r.d * _gate(r.z, c), r.d, r.z)
-
-    tr_ev = _trace_evidence(pc, onset, c)
+        gap = _span_gaps(pc, p, c)
+    # the client side of each edge alone: what a caller's own outgoing calls show
+    client_d: dict[str, list[float]] = defaultdict(list)
+    cl = p.edge_metrics[p.edge_metrics["side"] == "client"] if len(p.edge_metrics) else p.edge_metrics
+    if len(cl):
+        ce = series_effects(cl[["src", "dst", "name", "ts", "value"]], ["src", "dst", "name"], p, c)
+        for r in ce.itertuples():
+            client_d[r.src].append(float(r.d))
+    tr_ev = _trace_evidence(pc, p.onset, c)
 
     # entry SLI: success/error series on resources outside the call graph (or on roots)
     roots = [s for s in services if not callers[s]]
     entry = (0.0, "")
     for (res, role), (d, z) in R.items():
-        if role == "success" and d > 0 and res not in services:   # shortfall grew
-            v = c.entry_score * _gate(z, c)
+        if role in ("success", "errors") and d > 0 and res not in services:   # shortfall / errors grew
+            v = c.entry_score * float(_gate(z, c))
             if v > entry[0]:
-                entry = (v, f"{res} success rate {d:+.2f} (z={z:.1f})")
-        if role == "errors" and res not in services and d > 0:
-            v = c.entry_score * _gate(z, c)
-            if v > entry[0]:
-                entry = (v, f"{res} errors {d:+.2f} (z={z:.1f})")
+                entry = (v, f"{res} {'success rate' if role == 'success' else 'errors'} {d:+.2f} (z={z:.1f})")
 
     # fallback when no per-edge latency (mesh or traces): a caller whose client latency rose more
     # than any callee's server latency has a slow edge; the callee shared by all such callers (and
@@ -358,52 +421,62 @@ def rank(p: Prepared, metrics: pd.DataFrame, edges: pd.DataFrame, onset: float,
                 continue
             dv = [get(v, "srv_lat")[0] for v in callees[u]]
             dv = [x for x in dv if np.isfinite(x)]
-            unexpl[u] = max(0.0, dcu - max(dv + [0.0])) * _gate(zcu, c)
+            unexpl[u] = max(0.0, dcu - max(dv + [0.0])) * float(_gate(zcu, c))
 
     def _other(u, v, side):
         """median gap on the other edges of the far endpoint (u's other out-edges / v's other in-edges)"""
         if side == "out":
-            o = [gap[(u, x)][0] for x in callees[u] if x != v and (u, x) in gap]
+            o = [gap[(u, x)].value for x in callees[u] if x != v and (u, x) in gap]
         else:
-            o = [gap[(x, v)][0] for x in callers[v] if x != u and (x, v) in gap]
+            o = [gap[(x, v)].value for x in callers[v] if x != u and (x, v) in gap]
         return max(0.0, float(np.median(o))) if o else 0.0
 
-    rows, EV, ZS = [], {}, {}
+    EV: dict[str, dict[str, tuple[float, str]]] = {}
+    ZS: dict[tuple[str, str], float] = {}
+    NET: dict[str, EdgeShift] = {}
     for s in services:
         ev = {}
         for role, hyp in (("cpu", "cpu"), ("mem", "memory"), ("disk", "disk")):   # saturation of its own resources
             d, z = get(s, role)
             if np.isfinite(d) and d > 0:
-                ev[hyp] = (d * _gate(z, c), f"{role} x{np.exp(d):.1f} (z={z:.1f})")
+                ev[hyp] = (d * float(_gate(z, c)), f"{role} x{np.exp(d):.1f} (z={z:.1f})")
                 ZS[(s, hyp)] = float(z)
         ds_, zs_ = get(s, "srv_lat")
         if not np.isfinite(ds_):
             ds_, zs_ = get(s, "lat")
         dc_, _ = get(s, "cli_lat")
         dc_ = 0.0 if not np.isfinite(dc_) else dc_
-        if c.explain_by_callees:
-            # what its callees' own server latency moved (the largest move explains the most)
-            dv = [get(v, "srv_lat")[0] for v in callees[s]]
-            dv = [x for x in dv if np.isfinite(x)]
-            if dv:
-                up, down = max(max(dv), 0.0), min(min(dv), 0.0)
-                dc_ = up if dc_ >= 0 and up > dc_ else (down if dc_ < 0 and down < dc_ else dc_)
+        if client_d.get(s):
+            dc_ = max(dc_, max(client_d[s]))
+        # what its callees' own server latency moved (the largest move explains the most)
+        dv = [get(v, "srv_lat")[0] if np.isfinite(get(v, "srv_lat")[0]) else get(v, "lat")[0] for v in callees[s]]
+        dv = [x for x in dv if np.isfinite(x)]
+        if dv:
+            up, down = max(max(dv), 0.0), min(min(dv), 0.0)
+            dc_ = up if dc_ >= 0 and up > dc_ else (down if dc_ < 0 and down < dc_ else dc_)
         if np.isfinite(ds_):
             if ds_ > 0:
                 self_ = max(0.0, ds_ - max(0.0, dc_))
             else:
                 self_ = c.down_lat_weight * max(0.0, -ds_ - max(0.0, -dc_))
-            ev["latency"] = (self_ * _gate(zs_, c),
+            ev["latency"] = (self_ * float(_gate(zs_, c)),
                              f"server latency x{np.exp(ds_):.2f} vs own client latency x{np.exp(dc_):.2f} (z={zs_:.1f})")
+            ZS[(s, "latency")] = float(zs_)
         # edge gap = caller component + callee component: each edge's gap minus what the other
         # endpoint shows on its *other* edges (leave-one-out median), then averaged over s's edges
-        gi = [g - _other(u, s, "out") for u in callers[s] if (u, s) in gap for g in [gap[(u, s)][0]]]
-        go = [g - _other(s, v, "in") for v in callees[s] if (s, v) in gap for g in [gap[(s, v)][0]]]
+        gi = [(u, gap[(u, s)].value - _other(u, s, "out")) for u in callers[s] if (u, s) in gap]
+        go = [(v, gap[(s, v)].value - _other(s, v, "in")) for v in callees[s] if (s, v) in gap]
         if gi or go:
-            mi, mo = _mean(gi), _mean(go)
+            mi, mo = _mean([x for _, x in gi]), _mean([x for _, x in go])
             best = max(np.nan_to_num(mi, nan=-9), np.nan_to_num(mo, nan=-9))
             if best > 0:
                 side = "in" if np.nan_to_num(mi, nan=-9) >= np.nan_to_num(mo, nan=-9) else "out"
+                used = gi if side == "in" else go
+                edges = {(f"{u}->{s}" if side == "in" else f"{s}->{u}"): round(x, 3) for u, x in used}
+                gs = [gap[(u, s)] if side == "in" else gap[(s, u)] for u, _ in used]
+                spans = [g for g in gs if g.source == "span pairs"]
+                NET[s] = EdgeShift(side=side, edges=edges, source=", ".join(sorted({g.source for g in gs})),
+                                   loss_like=float(1.0 - np.mean([g.slow_share for g in spans])) if spans else 0.0)
                 ev["network"] = (best, f"caller-vs-callee latency gap on its {side}-edges x{np.exp(best):.1f} "
                                        f"not shared by the other endpoints' edges")
         if unexpl and callers[s] and all(u in unexpl for u in callers[s]):
@@ -411,13 +484,14 @@ def rank(p: Prepared, metrics: pd.DataFrame, edges: pd.DataFrame, onset: float,
             if fb > 0:
                 ev["network"] = (c.net_fallback_weight * fb,
                                  f"all its callers' client latency rose x{np.exp(fb):.1f} beyond any callee's server latency")
-        dl, zl = get(s, "load")
+                NET[s] = EdgeShift(side="in", source="client latency")
+        dl, _ = get(s, "load")
         own_drop = max(0.0, -dl) if np.isfinite(dl) else 0.0
         tv = []
         for v in callees[s]:
-            dv, zv = get(v, "load")
-            if np.isfinite(dv) and dv < 0:
-                tv.append((share[(s, v)] * (max(0.0, -dv) - own_drop) * _gate(zv, c), v, dv))
+            dv_, zv = get(v, "load")
+            if np.isfinite(dv_) and dv_ < 0:
+                tv.append((share[(s, v)] * (max(0.0, -dv_) - own_drop) * float(_gate(zv, c)), v, dv_))
         if tv:
             b = max(tv)
             if b[0] > 0:
@@ -433,30 +507,13 @@ def rank(p: Prepared, metrics: pd.DataFrame, edges: pd.DataFrame, onset: float,
                     for v in vs if v in EV] + [0.0])
         if val - expl > 0:
             EV[s]["trace"] = (val - expl, txt + (f" (minus {expl:.2f} shown by the callee)" if expl > 0 else ""))
-    for s in services:
-        ev = {k: (v[0] * c.weights.get(k, 1.0), v[1]) for k, v in EV[s].items()}
-        if ev:
-            k = max(ev, key=lambda k: ev[k][0])
-            score = ev[k][0]
-        else:
-            k, score = "none", 0.0
-        kind = {"cpu": "cpu", "memory": "memory", "disk": "disk", "latency": "cpu/code(latency)", "network": "network_delay",
-                "traffic": "code(exception/return)", "trace": "code(exception/return)",
-                "entry": "code(exception/return)", "none": "unknown"}[k]
-        if k in ("latency", "network") and "cpu" in ev and ev["cpu"][0] >= 0.5 * score:
-            kind = "cpu"
-        evid = "; ".join(f"{kk}={vv[0]:.2f}: {vv[1]}" for kk, vv in sorted(ev.items(), key=lambda kv: -kv[1][0]))
-        rows.append((s, float(score), kind, evid, {kk: vv[0] for kk, vv in ev.items()},
-                     {kk: ZS[(s, kk)] for kk in ev if (s, kk) in ZS}))
-    rows.sort(key=lambda r: -r[1])
-    if debug:
-        return rows
-    return [r[:4] for r in rows]
+    return EV, ZS, NET
 
 
 # -- the engine's analyzer interface ---------------------------------------------------------------
-_KIND_CATEGORY = {"cpu": "cpu", "memory": "memory", "disk": "disk", "latency": "latency", "network": "network",
-                  "traffic": "traffic", "trace": "trace-pattern", "entry": "entry"}
+_HYPOTHESIS = {"cpu": "local:cpu", "memory": "local:memory", "disk": "local:disk", "latency": "local:latency",
+               "network": "local:network", "traffic": "local:traffic", "trace": "local:trace-pattern",
+               "entry": "local:entry"}
 _FAULT_KIND = {"cpu": FaultKind.CPU, "memory": FaultKind.MEMORY, "disk": FaultKind.DISK,
                "network": FaultKind.NETWORK_DELAY, "latency": FaultKind.LATENCY, "traffic": FaultKind.ERROR,
                "trace": FaultKind.ERROR, "entry": FaultKind.ERROR}
@@ -473,18 +530,20 @@ class Local:
         return None if p.available["metrics"] or p.available["spans"] else "no metrics and no spans"
 
     def analyze(self, p: Prepared, config: Config) -> list[Finding]:
-        edge_metrics = p.edge_metrics if len(p.edge_metrics) else None
-        if edge_metrics is not None:
-            edge_metrics = edge_metrics[["src", "dst", "side", "ts", "value"]]
-        ranked = rank(p, p.metrics, p.edges, p.onset, edge_metrics=edge_metrics, cfg=config, debug=True)
+        EV, ZS, NET = local_evidence(p, config)
         out = []
-        for service, _score, _kind, evidence, parts, zs in ranked:
-            for hyp, value in parts.items():
+        for service, ev in EV.items():
+            for hyp, (value, text) in ev.items():
                 if value <= 0:
                     continue
-                signal = EvidenceKind.TRACE if hyp == "trace" else EvidenceKind.METRIC
-                text = next((q.split(": ", 1)[1] for q in evidence.split("; ") if q.startswith(f"{hyp}=")), evidence)
-                out.append(Finding(resource=service, family="local", hypothesis=f"local:{_KIND_CATEGORY[hyp]}",
-                                   signal=signal, score=float(value), title=text, fault_kind=_FAULT_KIND[hyp],
-                                   detail=SeriesShift(metric=hyp, z=float(zs.get(hyp, 0.0)))))
+                kind = _FAULT_KIND[hyp]
+                if hyp == "network":
+                    detail = NET.get(service, EdgeShift())
+                    if detail.loss_like >= 0.5:
+                        kind = FaultKind.NETWORK_LOSS
+                else:
+                    detail = SeriesShift(metric=hyp, z=float(ZS.get((service, hyp), 0.0)))
+                out.append(Finding(resource=service, family="local", hypothesis=_HYPOTHESIS[hyp],
+                                   signal=EvidenceKind.TRACE if hyp == "trace" else EvidenceKind.METRIC,
+                                   score=float(value), title=text, fault_kind=kind, detail=detail))
         return out
