@@ -9,10 +9,17 @@ with these rules where a finding is a symptom other evidence explains:
   false-discovery-rate or null-maximum bar) says how the code path changed, that names the kind, unless
   the CPU explains the slowdown;
 - a slowdown (own or network latency) while the service's own CPU is up by 2 sigma or more (where the
-  local family's 1-3 sigma gate is half open) is the CPU's symptom.
+  local family's 1-3 sigma gate is half open) is the CPU's symptom;
+- when several of a service's own resources rose, memory outranks disk and disk outranks CPU, provided
+  the rise is substantial (half as much again or more, at 3 sigma or more): memory pressure makes a
+  process burn CPU (garbage collection, page reclaim) and do I/O (swapping, cache), a busy disk shows as
+  CPU (I/O wait), but a CPU hog grows neither memory nor disk traffic. (Worked out on the Bookinfo
+  memory-stress cases, where the stressor's CPU rose more, in fold terms, than the memory it held.)
 """
 
 from __future__ import annotations
+
+import math
 
 from vigil.engine.analyzers.logs import log_kind
 from vigil.engine.analyzers.patterns import pattern_kind
@@ -20,6 +27,9 @@ from vigil.engine.findings import ChangeEvent, ExcessShare, Finding, LogShift, P
 from vigil.model import FaultKind
 
 CPU_EXPLAINS_Z = 2.0
+SUBSTANTIAL_D = math.log(1.5)   # a resource rise counts as substantial from half as much again...
+SUBSTANTIAL_Z = 3.0             # ...at 3 sigma or more
+_RESOURCE_ORDER = ("local:memory", "local:disk", "local:cpu")
 _LOCAL_WHY = {
     "local:cpu": (FaultKind.CPU, "its own CPU rose sharply"),
     "local:memory": (FaultKind.MEMORY, "its own memory rose sharply"),
@@ -41,6 +51,21 @@ def _cpu_explains(f: Finding, fs: list[Finding]) -> bool:
         for g in fs)
 
 
+def _substantial(fs: list[Finding], hypothesis: str) -> bool:
+    return any(g.hypothesis == hypothesis and isinstance(g.detail, SeriesShift)
+               and g.detail.d >= SUBSTANTIAL_D and g.detail.z >= SUBSTANTIAL_Z for g in fs)
+
+
+def _resource(hypothesis: str, fs: list[Finding]) -> tuple[FaultKind, str]:
+    """The resource kind for a saturation finding, letting a substantial rise of a resource that causes
+    the others (memory, then disk) take precedence."""
+    for other in _RESOURCE_ORDER[: _RESOURCE_ORDER.index(hypothesis)]:
+        if _substantial(fs, other):
+            kind, why = _LOCAL_WHY[other]
+            return kind, why + f" (its {hypothesis.split(':')[1]} rose too, as {other.split(':')[1]} pressure makes it)"
+    return _LOCAL_WHY[hypothesis]
+
+
 def fault_kind(ordered: list[Finding], all_findings: list[Finding]) -> tuple[FaultKind, str]:
     """The kind the strongest scored evidence points at, and why. ``ordered``: the candidate's scored
     findings, strongest first; ``all_findings``: all of its findings."""
@@ -58,7 +83,9 @@ def fault_kind(ordered: list[Finding], all_findings: list[Finding]) -> tuple[Fau
             return pattern_kind(d, f.title)
         if f.family == "local":
             if f.hypothesis in ("local:latency", "local:network") and _cpu_explains(f, all_findings):
-                return _LOCAL_WHY["local:cpu"]
+                return _resource("local:cpu", all_findings)
+            if f.hypothesis in _RESOURCE_ORDER:
+                return _resource(f.hypothesis, all_findings)
             if f.fault_kind is FaultKind.NETWORK_LOSS:
                 return FaultKind.NETWORK_LOSS, ("calls to or from it slowed in a long tail (retransmission-like "
                                                 "waits on a share of the calls), not on the other endpoints' "

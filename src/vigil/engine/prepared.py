@@ -3,9 +3,9 @@
 ``Prepared`` wraps an ``Observation`` (what the sources gave) with the settings, and offers lazily
 (each part is computed the first time an analyzer asks, then kept):
 
-- the reference window of any series: a window marked fault-free, wherever it lies in time (a separate
+- the references of any series: a window marked fault-free, wherever it lies in time (a separate
   reference run, the same hour yesterday, a window an operator marked), when it holds enough samples of
-  the series; otherwise the recent past before the onset;
+  the series, and the recent past before the onset;
 - node metrics with their roles, and per-edge latency series (from edge resources or from series that
   name their peer);
 - deduplicated spans, each joined to its parent span (which service called which, client vs server time);
@@ -89,22 +89,35 @@ class Prepared:
             mask |= (ts >= a) & (ts <= b)
         return mask
 
-    def reference(self, ts, lookback_s: float, guard_s: float = 0.0, min_points: int | None = None,
-                  min_recent: int = 3) -> tuple[np.ndarray, str]:
-        """Boolean mask of a series' reference samples and where they come from: the samples inside
+    def references(self, ts, lookback_s: float, guard_s: float = 0.0, min_points: int | None = None,
+                   min_recent: int = 3) -> list[tuple[np.ndarray, str]]:
+        """Every reference a series has, as (boolean mask of its samples, where from): the samples inside
         windows marked fault-free (wherever they lie in time) when there are at least ``min_points`` of
-        them, else the recent past ``[onset - lookback_s, onset - guard_s)``. The guard (a late alert's
-        fault may have begun before it) is dropped when it would leave fewer than ``min_recent`` samples."""
+        them, and the recent past ``[onset - lookback_s, onset - guard_s)`` when it holds at least
+        ``min_recent``. The guard (a late alert's fault may have begun before it) is dropped when it would
+        leave too few samples."""
         ts = np.asarray(ts, dtype=float)
         need = self.settings.min_reference_points if min_points is None else min_points
+        out = []
         if self.marked:
             marked = self.marked_mask(ts)
             if marked.sum() >= need:
-                return marked, "marked"
+                out.append((marked, "marked"))
         recent = (ts >= self.onset - lookback_s) & (ts < self.onset - guard_s)
         if guard_s > 0 and recent.sum() < min_recent:
             recent = (ts >= self.onset - lookback_s) & (ts < self.onset)
-        return recent, "recent"
+        if recent.sum() >= min_recent:
+            out.append((recent, "recent"))
+        return out
+
+    def reference(self, ts, lookback_s: float, guard_s: float = 0.0, min_points: int | None = None,
+                  min_recent: int = 3) -> tuple[np.ndarray, str]:
+        """One reference: the marked fault-free samples when there are enough, else the recent past."""
+        refs = self.references(ts, lookback_s, guard_s, min_points, min_recent)
+        if refs:
+            return refs[0]
+        ts = np.asarray(ts, dtype=float)
+        return (ts >= self.onset - lookback_s) & (ts < self.onset), "recent"
 
     # -- metrics -------------------------------------------------------------------------------
     @cached_property

@@ -111,6 +111,9 @@ def read_csv(path: Path, bad_lines: list[str] | None = None, **kwargs) -> pd.Dat
 CHAOS_FAULT_KINDS = {
     "cpu": FaultKind.CPU, "mem": FaultKind.MEMORY, "memory": FaultKind.MEMORY, "disk": FaultKind.DISK,
     "delay": FaultKind.NETWORK_DELAY, "loss": FaultKind.NETWORK_LOSS, "socket": FaultKind.NETWORK_LOSS,
+    "hog": FaultKind.CPU, "cpu-hog": FaultKind.CPU, "leak": FaultKind.MEMORY, "memory-leak": FaultKind.MEMORY,
+    "pod-failure": FaultKind.POD_FAILURE, "pod_failure": FaultKind.POD_FAILURE, "kill": FaultKind.POD_FAILURE,
+    "pod-kill": FaultKind.POD_FAILURE, "pause": FaultKind.POD_FAILURE,
     **{f"f{i}": FaultKind.ERROR for i in range(1, 6)},
 }
 

@@ -19,6 +19,7 @@ class FaultKind(StrEnum):
     LOGIC = "logic"              # wrong return value / logic fault: behaviour changed without errors
     CHANGE = "change"            # a bad deploy or config change
     LATENCY = "latency"          # slower, with no resource saturation to explain it
+    POD_FAILURE = "pod-failure"  # the workload stopped reporting: paused, killed or restarting
     UNKNOWN = "unknown"
 
 

@@ -23,8 +23,9 @@ fault name it best: later ones mix in the system's responses (retries, autoscali
   latency, log(client - server + typical server latency), from per-edge metrics (service-mesh style, both
   sides or the client side against the callee's own series), else from client/server span pairs (the
   caller's span minus the callee's span under it, call by call). Take out the far endpoint's common
-  component (median g over its other edges, >= 0) and average over s's in-edges (or out-edges): a delay
-  at v shows on all of v's edges only. Calls whose slowdown is a tail (a minority of calls delayed by
+  component (median g over its other edges, >= 0) and average over s's in-edges and over its
+  out-edges: a delay at v shows on v's edges only. The slower side counts (10 % less when the other side
+  was measured and stayed quicker: a delay often shows both ways). Calls whose slowdown is a tail (a minority of calls delayed by
   retransmission timeouts) rather than a shift of most calls point at packet loss. Without per-edge
   data: 0.5 x the smallest rise of s's callers' client latency that no callee's server latency explains.
 - traffic: it stopped calling a callee while its own traffic held.
@@ -66,10 +67,12 @@ class Config:
     down_lat_weight: float = 0.5     # unexplained latency *drops* count half (less load also speeds things up)
     entry_score: float = 0.5         # fallback evidence for graph roots when the entry SLI fails unexplained
     net_fallback_weight: float = 0.5 # pod-level network fallback is ambiguous between sibling callees
+    one_side_discount: float = 0.1   # a network slowdown on one side only (in or out) counts this much less
     span_lookback_s: float = 15 * 60 # spans: reference calls (when no fault-free window is marked)
     span_window_s: float = 120.0     # spans: incident calls, the two minutes after the onset
     gap_floor_ms: float = 1.0        # a call's network gap is read as log(gap + 1 ms)
-    min_calls: int = 3               # calls an edge needs on each side
+    min_calls: int = 2               # calls an edge needs on each side
+    sparse_spread: float = 0.5       # spread of log(gap) assumed when under five reference calls show it
     trace_min_support: int = 5       # parent spans needed before and after (call patterns)
     trace_min_minutes: int = 2       # a call habit must hold in this many reference minutes
 
@@ -128,46 +131,60 @@ def series_effects(df: pd.DataFrame, keys: list[str], p: Prepared, c: Config, lo
         k = ukeys[code]
         v, tsg = values_all[a:e], ts_all[a:e]
         step = series_step(tsg)
-        ref_mask, ref_kind = p.reference(tsg, c.lookback_s, guard_s=s.onset_guard_s, min_recent=c.min_reference)
         inc_mask = (tsg >= p.onset) & (tsg <= p.onset + incident_window(step, p, c))
-        b, q = v[ref_mask], v[inc_mask]
-        if len(b) < c.min_reference or len(q) == 0:
+        q = v[inc_mask]
+        if len(q) == 0:
             continue
-        if np.all(b == b[0]) and np.all(q == b[0]):
+        got = []
+        for ref_mask, ref_kind in p.references(tsg, c.lookback_s, guard_s=s.onset_guard_s, min_recent=c.min_reference):
+            b = v[ref_mask]
+            if len(b) < c.min_reference or (np.all(b == b[0]) and np.all(q == b[0])):
+                continue
+            got.append((*_effect(b, q, tsg[inc_mask], c, log, stat), ref_kind))
+        if not got:
             continue
-        key = k if isinstance(k, tuple) else (k,)
-        if stat == "mean":
-            # rates / counts (often sparse): compare means, z from the reference's sample variance;
-            # nothing finer than one event (the smallest positive value seen) counts as a change.
-            # The change need only hold for the first 2..all incident points (scan; best |z| kept).
-            pos = np.abs(b[b != 0])
-            eps = max(0.02 * quantile(np.abs(b), 0.9), float(pos.min()) if len(pos) else 0.0) + 1e-9
-            mb = float(np.mean(b))
-            var = np.var(b, ddof=1) if len(b) > 1 else 0.0
-            q_sorted = q[np.argsort(tsg[inc_mask])]
-            best = None
-            for kk in range(min(2, len(q_sorted)), len(q_sorted) + 1):
-                mp = float(np.mean(q_sorted[:kk]))
-                se = np.sqrt(var * (1 / kk + 1 / len(b)))
-                z = (mp - mb) / max(se, 1e-9)
-                if best is None or abs(z) > abs(best[1]):
-                    best = (float(np.log((abs(mp) + eps) / (abs(mb) + eps))), z, mp)
-            out.append((*key, best[0], best[1], mb, best[2], ref_kind))
-            continue
-        if log:
-            eps = 0.02 * quantile(np.abs(b), 0.9) + 1e-9
-            lb, lq = np.log(np.abs(b) + eps), np.log(np.abs(q) + eps)
-        else:
-            lb, lq = b, q
-        med = median(lb)
-        if len(lb) >= 4:
-            sd = 1.4826 * median(np.abs(np.diff(lb))) / np.sqrt(2)
-        else:
-            sd = 1.4826 * median(np.abs(lb - med))
-        d = float(median(lq) - med)
-        z = d / max(sd, c.d_floor)
-        out.append((*key, d, z, float(median(b)), float(median(q)), ref_kind))
+        # against a fault-free run *and* the recent past, a cause must stand out from both: the weaker
+        # reading counts (none, when they disagree on the direction)
+        d, z, base, post, ref_kind = min(got, key=lambda x: abs(x[1]))
+        if len(got) > 1 and len({np.sign(x[1]) for x in got}) > 1:
+            d, z = 0.0, 0.0
+        out.append((*(k if isinstance(k, tuple) else (k,)), d, z, base, post,
+                    "+".join(x[4] for x in got)))
     return pd.DataFrame(out, columns=cols)
+
+
+def _effect(b: np.ndarray, q: np.ndarray, tq: np.ndarray, c: Config, log: bool, stat: str):
+    """(d, z, reference level, incident level) of incident samples ``q`` (at times ``tq``) against
+    reference samples ``b``."""
+    if stat == "mean":
+        # rates / counts (often sparse): compare means, z from the reference's sample variance;
+        # nothing finer than one event (the smallest positive value seen) counts as a change.
+        # The change need only hold for the first 2..all incident points (scan; best |z| kept).
+        pos = np.abs(b[b != 0])
+        eps = max(0.02 * quantile(np.abs(b), 0.9), float(pos.min()) if len(pos) else 0.0) + 1e-9
+        mb = float(np.mean(b))
+        var = np.var(b, ddof=1) if len(b) > 1 else 0.0
+        q_sorted = q[np.argsort(tq)]
+        best = None
+        for kk in range(min(2, len(q_sorted)), len(q_sorted) + 1):
+            mp = float(np.mean(q_sorted[:kk]))
+            se = np.sqrt(var * (1 / kk + 1 / len(b)))
+            z = (mp - mb) / max(se, 1e-9)
+            if best is None or abs(z) > abs(best[1]):
+                best = (float(np.log((abs(mp) + eps) / (abs(mb) + eps))), float(z), mb, mp)
+        return best
+    if log:
+        eps = 0.02 * quantile(np.abs(b), 0.9) + 1e-9
+        lb, lq = np.log(np.abs(b) + eps), np.log(np.abs(q) + eps)
+    else:
+        lb, lq = b, q
+    med = median(lb)
+    if len(lb) >= 4:
+        sd = 1.4826 * median(np.abs(np.diff(lb))) / np.sqrt(2)
+    else:
+        sd = 1.4826 * median(np.abs(lb - med))
+    d = float(median(lq) - med)
+    return d, d / max(sd, c.d_floor), float(median(b)), float(median(q))
 
 
 def _mean(x):
@@ -306,34 +323,72 @@ def _metric_gaps(p: Prepared, c: Config, node: pd.DataFrame) -> dict[tuple[str, 
     return out
 
 
-def _span_gaps(pc: pd.DataFrame, p: Prepared, c: Config) -> dict[tuple[str, str], EdgeGap]:
-    """Per-edge network gap from span pairs, call by call: the caller's span minus the callee's span
-    directly under it, read as log(gap + floor). The reference calls' median and spread against the
-    incident calls' median (a shift of most calls: delay) and their upper quartile (a tail: loss)."""
-    j = pc[(pc["res"] != pc["p_res"]) & (pc["p_dur"] > 0) & (pc["dur"] >= 0)]
-    if j.empty:
+def _sample_shifts(keys: list[np.ndarray], t: np.ndarray, values: np.ndarray, p: Prepared, c: Config) -> dict:
+    """Shift of event samples (calls) per key: the reference samples' median and spread against the
+    incident samples' median (a shift of most calls) and their upper quartile (a tail). The incident is
+    the calls of the first ``span_window_s`` after the onset, or its first ``min_calls`` calls when traffic
+    is that sparse; a sparse reference (under five calls) cannot tell its spread, which is then taken as
+    ``sparse_spread``. Returns {key: (d, z, share of incident calls beyond every reference call)}."""
+    if len(t) == 0:
         return {}
-    gap = np.log(np.maximum(j["p_dur"].to_numpy(float) - j["dur"].to_numpy(float), 0.0) + c.gap_floor_ms)
-    t = j["p_start"].to_numpy(float)
     ref, _ = p.reference(t, c.span_lookback_s, min_points=p.settings.min_events)
-    inc = (t >= p.onset) & (t <= p.onset + c.span_window_s)
-    out: dict[tuple[str, str], EdgeGap] = {}
-    codes, keys = _group_codes([j["p_res"].to_numpy(object), j["res"].to_numpy(object)])
+    after = (t >= p.onset) & (t <= p.onset + p.settings.after_s)
+    out = {}
+    codes, ukeys = _group_codes(keys)
     order, groups = _group_slices(codes)
-    gap, ref, inc = gap[order], ref[order], inc[order]
+    values, ref, after, t = values[order], ref[order], after[order], t[order]
     for code, a, e in groups:
-        b, q = gap[a:e][ref[a:e]], gap[a:e][inc[a:e]]
+        b = values[a:e][ref[a:e]]
+        ta, ga = t[a:e][after[a:e]], values[a:e][after[a:e]]
+        o = np.argsort(ta, kind="stable")
+        ta, ga = ta[o], ga[o]
+        n_inc = max(int(np.sum(ta <= p.onset + c.span_window_s)), min(c.min_calls, len(ga)))
+        q = ga[:n_inc]
         if len(b) < c.min_calls or len(q) < c.min_calls:
             continue
         mb = median(b)
-        spread = max(1.4826 * median(np.abs(b - mb)), c.d_floor)
+        spread = 1.4826 * median(np.abs(b - mb)) if len(b) >= 5 else c.sparse_spread
+        spread = max(spread, c.d_floor)
         se = spread * 1.2533 * np.sqrt(1.0 / len(q) + 1.0 / len(b))     # standard error of a median
         d_mid = float(median(q) - mb)
         d_tail = float(quantile(q, 0.75) - quantile(b, 0.75))
         slow = float(np.mean(q > b.max() + c.d_floor))
         d, z = (d_mid, d_mid / se) if d_mid >= 0.5 * d_tail else (0.5 * d_tail, 0.5 * d_tail / se)
-        out[keys[code]] = EdgeGap(d * float(_gate(z, c)), d, z, slow, "span pairs")
+        out[ukeys[code]] = (d, float(z), slow)
     return out
+
+
+def _span_gaps(pc: pd.DataFrame, p: Prepared, c: Config) -> dict[tuple[str, str], EdgeGap]:
+    """Per-edge network gap from span pairs, call by call: the caller's span minus the callee's span
+    directly under it, read as log(gap + floor)."""
+    j = pc[(pc["res"] != pc["p_res"]) & (pc["p_dur"] > 0) & (pc["dur"] >= 0)]
+    if j.empty:
+        return {}
+    gap = np.log(np.maximum(j["p_dur"].to_numpy(float) - j["dur"].to_numpy(float), 0.0) + c.gap_floor_ms)
+    got = _sample_shifts([j["p_res"].to_numpy(object), j["res"].to_numpy(object)], j["p_start"].to_numpy(float),
+                         gap, p, c)
+    return {k: EdgeGap(d * float(_gate(z, c)), d, z, slow, "span pairs") for k, (d, z, slow) in got.items()}
+
+
+def _span_latency(p: Prepared, c: Config) -> tuple[dict, dict]:
+    """Latency from spans, for services without latency metrics: each service's server time (its spans
+    entered from another service, or roots) and the time of the calls it makes to each other service
+    (its span directly above the callee's), as log(1 + ms). Returns ({service: (d, z)},
+    {(caller, callee): (d, z)})."""
+    sp = p.spans
+    if sp.empty:
+        return {}, {}
+    res = sp["resource"].to_numpy(object)
+    owner = dict(zip(sp["span_id"].to_numpy(object), res, strict=False))
+    parent_res = np.array([owner.get(x) for x in sp["parent_id"].to_numpy(object)], dtype=object)
+    entry = parent_res != res
+    dur = np.log1p(np.maximum(sp["duration_ms"].to_numpy(float), 0.0))
+    server = _sample_shifts([res[entry]], sp["start"].to_numpy(float)[entry], dur[entry], p, c)
+    pc = p.span_parents
+    j = pc[pc["res"] != pc["p_res"]]
+    client = _sample_shifts([j["p_res"].to_numpy(object), j["res"].to_numpy(object)], j["p_start"].to_numpy(float),
+                            np.log1p(np.maximum(j["p_dur"].to_numpy(float), 0.0)), p, c) if len(j) else {}
+    return ({k: (d, z) for k, (d, z, _) in server.items()}, {k: (d, z) for k, (d, z, _) in client.items()})
 
 
 def local_evidence(p: Prepared, c: Config):
@@ -400,6 +455,14 @@ def local_evidence(p: Prepared, c: Config):
         for r in ce.itertuples():
             client_d[r.src].append(float(r.d))
     tr_ev = _trace_evidence(pc, p.onset, c)
+    # latency from spans where no latency series exists: server time of each service, and its calls
+    span_srv, span_cli = _span_latency(p, c) if len(p.spans) else ({}, {})
+    for s_, (d, z) in span_srv.items():
+        if not any((s_, r) in R for r in roles.LATENCY_ROLES):
+            R[(s_, "srv_lat")] = (d, z)
+    for (u, v), (d, z) in span_cli.items():
+        if (u, "cli_lat") not in R:
+            client_d[u].append(d)
 
     # entry SLI: success/error series on resources outside the call graph (or on roots)
     roots = [s for s in services if not callers[s]]
@@ -432,7 +495,7 @@ def local_evidence(p: Prepared, c: Config):
         return max(0.0, float(np.median(o))) if o else 0.0
 
     EV: dict[str, dict[str, tuple[float, str]]] = {}
-    ZS: dict[tuple[str, str], float] = {}
+    ZS: dict[tuple[str, str], tuple[float, float]] = {}   # (service, hypothesis) -> (d, z) of its series
     NET: dict[str, EdgeShift] = {}
     for s in services:
         ev = {}
@@ -440,7 +503,7 @@ def local_evidence(p: Prepared, c: Config):
             d, z = get(s, role)
             if np.isfinite(d) and d > 0:
                 ev[hyp] = (d * float(_gate(z, c)), f"{role} x{np.exp(d):.1f} (z={z:.1f})")
-                ZS[(s, hyp)] = float(z)
+                ZS[(s, hyp)] = (float(d), float(z))
         ds_, zs_ = get(s, "srv_lat")
         if not np.isfinite(ds_):
             ds_, zs_ = get(s, "lat")
@@ -461,23 +524,27 @@ def local_evidence(p: Prepared, c: Config):
                 self_ = c.down_lat_weight * max(0.0, -ds_ - max(0.0, -dc_))
             ev["latency"] = (self_ * float(_gate(zs_, c)),
                              f"server latency x{np.exp(ds_):.2f} vs own client latency x{np.exp(dc_):.2f} (z={zs_:.1f})")
-            ZS[(s, "latency")] = float(zs_)
+            ZS[(s, "latency")] = (float(ds_), float(zs_))
         # edge gap = caller component + callee component: each edge's gap minus what the other
         # endpoint shows on its *other* edges (leave-one-out median), then averaged over s's edges
         gi = [(u, gap[(u, s)].value - _other(u, s, "out")) for u in callers[s] if (u, s) in gap]
         go = [(v, gap[(s, v)].value - _other(s, v, "in")) for v in callees[s] if (s, v) in gap]
         if gi or go:
+            # a delay on a service's network may slow its incoming calls, its outgoing ones or both: the
+            # slower side counts, a little less when the other side was measured and stayed quicker
             mi, mo = _mean([x for _, x in gi]), _mean([x for _, x in go])
-            best = max(np.nan_to_num(mi, nan=-9), np.nan_to_num(mo, nan=-9))
+            sides = [x for x in (mi, mo) if np.isfinite(x)]
+            best = max(sides) - c.one_side_discount * (max(sides) - max(min(sides), 0.0))
             if best > 0:
-                side = "in" if np.nan_to_num(mi, nan=-9) >= np.nan_to_num(mo, nan=-9) else "out"
-                used = gi if side == "in" else go
-                edges = {(f"{u}->{s}" if side == "in" else f"{s}->{u}"): round(x, 3) for u, x in used}
-                gs = [gap[(u, s)] if side == "in" else gap[(s, u)] for u, _ in used]
+                side = "both" if gi and go and min(sides) > 0.5 * max(sides) else (
+                    "in" if np.nan_to_num(mi, nan=-9) >= np.nan_to_num(mo, nan=-9) else "out")
+                edges = {f"{u}->{s}": round(x, 3) for u, x in gi} | {f"{s}->{v}": round(x, 3) for v, x in go}
+                gs = [gap[(u, s)] for u, _ in gi] + [gap[(s, v)] for v, _ in go]
                 spans = [g for g in gs if g.source == "span pairs"]
                 NET[s] = EdgeShift(side=side, edges=edges, source=", ".join(sorted({g.source for g in gs})),
                                    loss_like=float(1.0 - np.mean([g.slow_share for g in spans])) if spans else 0.0)
-                ev["network"] = (best, f"caller-vs-callee latency gap on its {side}-edges x{np.exp(best):.1f} "
+                where = {"both": "calls to and from it", "in": "calls to it", "out": "calls it makes"}[side]
+                ev["network"] = (best, f"caller-vs-callee latency gap on {where} x{np.exp(best):.1f}, "
                                        f"not shared by the other endpoints' edges")
         if unexpl and callers[s] and all(u in unexpl for u in callers[s]):
             fb = min(unexpl[u] for u in callers[s]) - max(0.0, np.nan_to_num(get(s, "srv_lat")[0]))
@@ -542,7 +609,8 @@ class Local:
                     if detail.loss_like >= 0.5:
                         kind = FaultKind.NETWORK_LOSS
                 else:
-                    detail = SeriesShift(metric=hyp, z=float(ZS.get((service, hyp), 0.0)))
+                    d, z = ZS.get((service, hyp), (0.0, 0.0))
+                    detail = SeriesShift(metric=hyp, d=d, z=z)
                 out.append(Finding(resource=service, family="local", hypothesis=_HYPOTHESIS[hyp],
                                    signal=EvidenceKind.TRACE if hyp == "trace" else EvidenceKind.METRIC,
                                    score=float(value), title=text, fault_kind=kind, detail=detail))
