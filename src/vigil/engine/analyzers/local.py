@@ -460,7 +460,7 @@ def local_evidence(p: Prepared, c: Config):
     for s_, (d, z) in span_srv.items():
         if not any((s_, r) in R for r in roles.LATENCY_ROLES):
             R[(s_, "srv_lat")] = (d, z)
-    for (u, v), (d, z) in span_cli.items():
+    for (u, _v), (d, _z) in span_cli.items():
         if (u, "cli_lat") not in R:
             client_d[u].append(d)
 
