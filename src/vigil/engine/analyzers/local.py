@@ -61,6 +61,7 @@ class Config:
     window_samples: int = 4          # ...or this many samples of a slower series...
     max_window_s: float = 240.0      # ...up to four minutes
     min_reference: int = 3           # reference samples a series needs
+    comparable_spreads: float = 3.0  # a fault-free run must match the recent past within this many spreads
     d_floor: float = 0.1             # minimum noise of log x (10 %) when computing z
     z_lo: float = 1.0                # significance gate: weight 0 at |z| <= z_lo, 1 at |z| >= z_hi
     z_hi: float = 3.0
@@ -136,8 +137,17 @@ def series_effects(df: pd.DataFrame, keys: list[str], p: Prepared, c: Config, lo
         if len(q) == 0:
             continue
         got = []
-        for ref_mask, ref_kind in p.references(tsg, c.lookback_s, guard_s=s.onset_guard_s, min_recent=c.min_reference):
+        refs = p.references(tsg, c.lookback_s, guard_s=s.onset_guard_s, min_recent=1)
+        recent = next((v[m] for m, kind in refs if kind == "recent"), None)
+        if recent is not None and len(recent) < c.min_reference:
+            # the series has a recent past, too short to tell whether it changed at the onset: a
+            # fault-free run alone would only say it differs from normal (a run recorded apart, with no
+            # recent past at all, is judged by the fault-free run alone)
+            continue
+        for ref_mask, ref_kind in refs:
             b = v[ref_mask]
+            if ref_kind == "marked" and recent is not None and not _comparable(b, recent, c, log):
+                continue          # the fault-free run does not look like the minutes before the onset
             if len(b) < c.min_reference or (np.all(b == b[0]) and np.all(q == b[0])):
                 continue
             got.append((*_effect(b, q, tsg[inc_mask], c, log, stat), ref_kind))
@@ -151,6 +161,18 @@ def series_effects(df: pd.DataFrame, keys: list[str], p: Prepared, c: Config, lo
         out.append((*(k if isinstance(k, tuple) else (k,)), d, z, base, post,
                     "+".join(x[4] for x in got)))
     return pd.DataFrame(out, columns=cols)
+
+
+def _comparable(marked: np.ndarray, recent: np.ndarray, c: Config, log: bool) -> bool:
+    """Whether a window marked fault-free describes the series as it was just before the onset: the
+    recent samples' median within three spreads of the marked samples' median. A fault-free run recorded
+    long before may describe another traffic level or deployment; then the recent past alone judges."""
+    if log:
+        eps = 0.02 * quantile(np.abs(marked), 0.9) + 1e-9
+        marked, recent = np.log(np.abs(marked) + eps), np.log(np.abs(recent) + eps)
+    med = median(marked)
+    spread = max(1.4826 * median(np.abs(marked - med)), c.d_floor)
+    return abs(median(recent) - med) <= c.comparable_spreads * spread
 
 
 def _effect(b: np.ndarray, q: np.ndarray, tq: np.ndarray, c: Config, log: bool, stat: str):
