@@ -10,7 +10,8 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
-from vigil.errors import VigilError
+from vigil.errors import InputError, VigilError
+from vigil.hostaccess import check_secret_env
 
 KINDS = ("alertmanager", "grafana", "pagerduty", "sns", "generic", "github", "gitlab")
 MAX_ALERTS = 5000          # per delivery (an Alertmanager group in a storm)
@@ -52,9 +53,6 @@ def resolve_secret(config: dict[str, Any], stored: str | None) -> str | None:
     variable must pass the same rule as a source's (``check_secret_env``), here too: a row stored before
     the rule, or with the prefixes narrowed since, does not read an arbitrary variable (it is treated as
     no secret, so its deliveries are refused)."""
-    from vigil.errors import InputError
-    from vigil.sources.registry import check_secret_env
-
     env = config.get("secret_env")
     if env:
         try:

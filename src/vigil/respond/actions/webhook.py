@@ -76,12 +76,10 @@ class Webhook(Action):
 
     def guard(self) -> None:
         from vigil.errors import InputError
-        from vigil.sources.registry import HostAccess
-        a = HostAccess.from_env()
+        from vigil.hostaccess import check_secret_env
         ref = self.config.secret
-        if ref.env is not None and not ref.env.startswith(a.secret_env_prefixes):
-            raise InputError(f"secret environment variable {ref.env!r} is not one a space may use (names must "
-                             f"start with {' or '.join(a.secret_env_prefixes) or '(none allowed)'})")
+        if ref.env is not None:
+            check_secret_env(ref.env)
         if ref.file is not None:
             raise InputError("a webhook action's secret comes from an environment variable over the API")
 

@@ -76,19 +76,15 @@ class Notifier:
 def guard_secrets(*refs: Any) -> None:
     """Credential references a space admin names over the API follow the sources' rule
     (``VIGIL_SECRET_ENV_PREFIXES`` / ``VIGIL_SECRET_DIRS``)."""
-    from vigil.errors import InputError
-    from vigil.sources.registry import HostAccess, _under
+    from vigil.hostaccess import HostAccess, check_secret_env, check_secret_file
     a = HostAccess.from_env()
     for ref in refs:
         if ref is None:
             continue
-        if ref.env is not None and not ref.env.startswith(a.secret_env_prefixes):
-            raise InputError(f"secret environment variable {ref.env!r} is not one a space may use: names must "
-                             f"start with {' or '.join(a.secret_env_prefixes) or '(none allowed)'} "
-                             "(VIGIL_SECRET_ENV_PREFIXES)")
-        if ref.file is not None and not _under(ref.file, a.secret_dirs):
-            raise InputError(f"secret file {ref.file!r} is outside the directories spaces may read secrets from "
-                             "(VIGIL_SECRET_DIRS)")
+        if ref.env is not None:
+            check_secret_env(ref.env, access=a)
+        if ref.file is not None:
+            check_secret_file(ref.file, a)
 
 
 def secret(ref: Any) -> str:
