@@ -50,6 +50,12 @@ class App:
 
     @property
     def telemetry(self) -> TelemetryStore:
+        if self._telemetry is None and self.settings.telemetry_url:
+            if not self.settings.telemetry_url.startswith("postgresql"):
+                raise VigilError("scale-out mode keeps telemetry in PostgreSQL: set VIGIL_DATABASE_URL (or "
+                                 "VIGIL_TELEMETRY_URL) to a postgresql+psycopg:// URL")
+            from vigil.store.telemetry_pg import PgTelemetryStore
+            self._telemetry = PgTelemetryStore(self.settings.telemetry_url)  # type: ignore[assignment]
         if self._telemetry is None:
             try:
                 self._telemetry = TelemetryStore(self.settings.telemetry_path)

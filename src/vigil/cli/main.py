@@ -304,12 +304,70 @@ def serve(host: Annotated[str, typer.Option(help="Address to listen on (loopback
         raise VigilError(f"port {port} is out of range")
     settings = ServerSettings.from_env(host=host, port=port, workers=workers)
     a = App()
+    _scaleout_check(a, settings)
     _ = a.state, a.telemetry       # open both now: a store held by another process is a clear error
     rt = Runtime(a, settings)
+    where = "investigations on `vigil worker`s" if settings.scaleout else f"{settings.workers} workers"
     err.print(f"vigil {__version__} serving on http://{host}:{port} (state {a.state.engine.url.render_as_string()}, "
-              f"telemetry {a.settings.telemetry_path}, {settings.workers} workers)", highlight=False)
+              f"telemetry {_telemetry_where(a)}, {where})", highlight=False)
     uvicorn.run(create_app(rt), host=host, port=port, log_level="warning", access_log=access_log,
                 timeout_graceful_shutdown=10)
+
+
+def _telemetry_where(a) -> str:
+    if a.settings.telemetry_url:
+        from sqlalchemy.engine import make_url
+        return make_url(a.settings.telemetry_url).render_as_string()    # the password hidden
+    return str(a.settings.telemetry_path)
+
+
+def _scaleout_check(a, settings) -> None:
+    """Scale-out mode shares state and telemetry between processes: they must be in PostgreSQL."""
+    if settings.scaleout and not a.settings.database_url.startswith("postgresql"):
+        raise VigilError("VIGIL_BROKER_URL is set (scale-out mode): keep state in PostgreSQL too, "
+                         "VIGIL_DATABASE_URL=postgresql+psycopg://...")
+
+
+@app.command()
+def worker(concurrency: Annotated[int | None, typer.Option(help="Investigations this process runs at once "
+                                                                "(default VIGIL_WORKERS, 2).")] = None,
+           loglevel: Annotated[str, typer.Option(help="Celery's log level.")] = "warning") -> None:
+    """Run investigations from the broker (scale-out mode: VIGIL_BROKER_URL, state and telemetry in
+    PostgreSQL). Start any number of these next to any number of `vigil serve` replicas."""
+    from vigil.app import App
+    from vigil.server.broker import run_worker
+    from vigil.server.runtime import Runtime
+    from vigil.server.settings import ServerSettings
+
+    settings = ServerSettings.from_env(workers=concurrency)
+    if not settings.scaleout:
+        raise VigilError("`vigil worker` takes investigations from a broker: set VIGIL_BROKER_URL "
+                         "(amqp://... or redis://...); without one, `vigil serve` runs them itself")
+    if loglevel.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        raise VigilError(f"unknown log level {loglevel!r}")
+    a = App()
+    _scaleout_check(a, settings)
+    _ = a.state, a.telemetry
+    rt = Runtime(a, settings)
+    try:
+        rt.dispatch.ping(timeout=5.0)
+    except Exception as exc:
+        rt.stop()
+        raise VigilError(f"cannot reach the broker at {_broker_where(settings.broker_url)} "
+                         f"({type(exc).__name__})") from None
+    err.print(f"vigil {__version__} worker: {settings.workers} at once, broker "
+              f"{_broker_where(settings.broker_url)}, state {a.state.engine.url.render_as_string()}",
+              highlight=False)
+    try:
+        run_worker(rt, settings.workers, loglevel.upper())
+    finally:
+        rt.stop()
+
+
+def _broker_where(url: str) -> str:
+    from urllib.parse import urlsplit
+    u = urlsplit(url)
+    return f"{u.scheme}://{u.hostname}:{u.port or ''}{u.path}"       # no credentials
 
 
 @app.command("mcp")

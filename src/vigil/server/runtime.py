@@ -73,6 +73,8 @@ class Runtime:
         self.feed = ChangeFeed()
         self.tokens = TokenCache(self.app, self.settings.token_cache_s)
         self.workers = WorkerPool(self, self.settings.workers)
+        self._dispatch = None               # scale-out: publishes jobs to the broker (vigil.server.broker)
+        self._sessions = None
         self._ingest: OtlpIngest | None = None
         self._source_cfg: dict[str, tuple[float, str]] = {}
         self._respond = None
@@ -98,6 +100,30 @@ class Runtime:
         return self._respond
 
     @property
+    def dispatch(self):
+        """Scale-out mode only: the broker publisher (``vigil.server.broker.Dispatch``)."""
+        if self._dispatch is None:
+            from vigil.server.broker import Dispatch
+            self._dispatch = Dispatch(self)
+        return self._dispatch
+
+    @property
+    def sessions(self):
+        """Console sessions every replica shares (scale-out mode); None: the console keeps its own."""
+        if self._sessions is None and self.settings.scaleout:
+            from vigil.store.sessions import DbSessionStore
+            self._sessions = DbSessionStore(self.state)
+        return self._sessions
+
+    def enqueued(self, inv_ids: list[str]) -> None:
+        """Jobs were committed to the queue: wake the local workers, or (scale-out) publish one
+        message per job for the ``vigil worker`` processes."""
+        if self.settings.scaleout:
+            self.dispatch.publish([i for i in inv_ids if i])
+        else:
+            self.workers.wake()
+
+    @property
     def ingest(self) -> OtlpIngest:
         if self._ingest is None:
             self._ingest = OtlpIngest(self.telemetry)
@@ -109,7 +135,13 @@ class Runtime:
             return
         _ = self.state, self.telemetry          # open both (migrations run) before taking traffic
         self.metrics.watch_state(self.state, self.workers)
-        self.workers.start()
+        if self.settings.scaleout:
+            # investigations run on `vigil worker` processes; jobs of a replica that died before
+            # publishing them are published by the workers' sweep, never recovered here (a live
+            # worker may be running them)
+            _ = self.dispatch
+        else:
+            self.workers.start()
         from vigil.respond.notify.dispatch import Dispatcher
         self._outbox = Dispatcher(self.respond, interval_s=self.settings.outbox_interval_s,
                                   backoff_s=self.settings.outbox_backoff_s)
@@ -118,10 +150,13 @@ class Runtime:
 
     def stop(self) -> None:
         if self.started:
-            self.workers.stop()
+            if not self.settings.scaleout:
+                self.workers.stop()
             if self._outbox is not None:
                 self._outbox.stop()
             self.started = False
+        if self._dispatch is not None:
+            self._dispatch.close()
         self.app.close()
 
     def ready(self) -> dict[str, str]:
@@ -136,6 +171,13 @@ class Runtime:
             checks["telemetry"] = "ok"
         except Exception as exc:
             checks["telemetry"] = f"error: {type(exc).__name__}"
+        if self.settings.scaleout:
+            try:
+                self.dispatch.ping()
+                checks["broker"] = "ok"
+            except Exception as exc:
+                checks["broker"] = f"error: {type(exc).__name__}"
+            return checks
         checks["workers"] = "ok" if self.workers.alive() == self.workers.size else \
             f"{self.workers.alive()} of {self.workers.size} alive"
         return checks
@@ -167,7 +209,7 @@ class Runtime:
         for o in outcomes:
             self.metrics.alerts.labels(o.outcome).inc()
         if any(o.outcome == "new-incident" for o in outcomes):
-            self.workers.wake()
+            self.enqueued([o.investigation_id for o in outcomes if o.outcome == "new-incident"])
         by_fp = {a.fingerprint: a for a in alerts}
         for o in outcomes:
             if o.outcome in ("grouped", "duplicate", "resolved") and o.investigation_id:
@@ -198,7 +240,7 @@ class Runtime:
                                               max_attempts=self.settings.max_attempts, note=plan.note,
                                               not_before=plan.wait)
         self.state.audit(actor, "investigate", space_id=space, target=inv.id, detail={"starting_point": point.value})
-        self.workers.wake()
+        self.enqueued([inv.id])
         return inv
 
     def start_linked(self, space: str, parent: Investigation, steering, actor: str) -> Investigation:
@@ -214,7 +256,7 @@ class Runtime:
                                                                 data={"steering": steering.model_dump(mode="json")}))
         self.state.audit(actor, "investigate", space_id=space, target=inv.id,
                          detail={"rerun_of": parent.id, "steering": steering.model_dump(mode="json")})
-        self.workers.wake()
+        self.enqueued([inv.id])
         return inv
 
     # -- operator actions -----------------------------------------------------------------------
@@ -228,7 +270,10 @@ class Runtime:
                 self.state.set_status(inv_id, InvestigationStatus.CANCELLED, error=f"cancelled by {actor}",
                                       finish_job=True)
             except InputError:          # a worker took it meanwhile: stop it at its next step
-                self.workers.cancel_running(inv_id)
+                if not self.workers.cancel_running(inv_id):
+                    self.state.request_cancel(inv_id)
+        elif self.settings.scaleout and self.state.request_cancel(inv_id):
+            pass                        # its worker (another process) stops it at its next lease renewal
         elif not self.workers.cancel_running(inv_id):
             # running but between passes (its preliminary answer given, its job queued for the full
             # analysis): no worker holds it, so end it here

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from vigil.errors import InputError
+
 DEFAULT_SNS_CERT_URL = r"^https://sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/[^?#]+\.pem$"
 
 
@@ -38,6 +40,9 @@ class ServerSettings:
     outbox_interval_s: float = 1.0          # how often the outbox is looked at (a new update wakes it at once)
     outbox_backoff_s: float = 2.0           # the first retry of a failed delivery; doubles each time (max 5 min)
     api_docs: bool = False                  # /docs and /redoc load scripts from a CDN: only when asked for
+    broker_url: str = ""                    # scale-out: investigations run on `vigil worker`s fed by this broker
+    broker_queue: str = "vigil.investigations"  # one queue per deployment sharing a broker
+    job_lease_s: float = 30.0               # scale-out: a worker silent this long is dead; its job is taken over
 
     @classmethod
     def from_env(cls, **overrides) -> ServerSettings:
@@ -57,8 +62,21 @@ class ServerSettings:
             outbox_interval_s=_float("VIGIL_OUTBOX_INTERVAL_S", cls.outbox_interval_s),
             outbox_backoff_s=_float("VIGIL_OUTBOX_BACKOFF_S", cls.outbox_backoff_s),
             api_docs=os.environ.get("VIGIL_API_DOCS", "").lower() in ("1", "true", "yes"),
+            broker_url=os.environ.get("VIGIL_BROKER_URL", "").strip(),
+            broker_queue=os.environ.get("VIGIL_BROKER_QUEUE", "").strip() or cls.broker_queue,
+            job_lease_s=_float("VIGIL_JOB_LEASE_S", cls.job_lease_s),
         )
         values.update({k: v for k, v in overrides.items() if v is not None})
         if values["analysis"] not in ("process", "thread"):
             raise ValueError("VIGIL_ANALYSIS must be 'process' or 'thread'")
+        if values["broker_url"] and not values["broker_url"].startswith(
+                ("amqp://", "amqps://", "pyamqp://", "redis://", "rediss://")):
+            raise InputError("VIGIL_BROKER_URL must be an amqp:// (RabbitMQ) or redis:// URL")
+        if values["job_lease_s"] < 2.0:
+            raise InputError("VIGIL_JOB_LEASE_S must be at least 2 seconds")
         return cls(**values)
+
+    @property
+    def scaleout(self) -> bool:
+        """Investigations run on `vigil worker` processes fed by a broker (``VIGIL_BROKER_URL``)."""
+        return bool(self.broker_url)

@@ -44,18 +44,29 @@ class Cancelled(VigilError):
 class GuardedState:
     """The state store as one investigation run sees it (everything else passes through)."""
 
-    def __init__(self, runtime: Runtime, inv_id: str, budget_s: float, cancel: threading.Event) -> None:
+    def __init__(self, runtime: Runtime, inv_id: str, budget_s: float, cancel: threading.Event,
+                 lease: Any = None) -> None:
         self._rt = runtime
         self._state = runtime.state
         self._inv_id = inv_id
         self._budget_s = budget_s
         self._deadline = time.monotonic() + budget_s
         self._cancel = cancel
+        # scale-out (``vigil.server.broker.Lease``): entries carry their step, so a run taken over from a
+        # dead worker writes each step once; a run whose lease another worker took writes nothing more
+        self._lease = lease
+        self._steps = 0
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._state, name)
 
+    @property
+    def fenced(self) -> bool:
+        return self._lease is not None and self._lease.lost.is_set()
+
     def _check(self) -> None:
+        if self.fenced:
+            raise Cancelled("another worker took this investigation over")
         if self._cancel.is_set():
             raise Cancelled("cancelled by an operator")
         if time.monotonic() > self._deadline:
@@ -64,11 +75,18 @@ class GuardedState:
     def append_journal(self, inv_id: str, kind: JournalKind, message: str, **kw: Any):
         if kind not in (JournalKind.ERROR, JournalKind.CONCLUSION):
             self._check()
+        if self._lease is not None:
+            if self.fenced:
+                raise Cancelled("another worker took this investigation over")
+            self._steps += 1
+            kw = {**kw, "step": f"{self._lease.phase}{self._steps}"}
         entry = self._state.append_journal(inv_id, kind, message, **kw)
         self._rt.feed.touch(inv_id)
         return entry
 
     def replace_hypotheses(self, inv_id: str, hypotheses: list[Hypothesis]) -> list[Hypothesis]:
+        if self.fenced:
+            raise Cancelled("another worker took this investigation over")
         out = self._state.replace_hypotheses(inv_id, hypotheses)
         self._rt.feed.touch(inv_id)
         return out
@@ -79,6 +97,8 @@ class GuardedState:
     def set_status(self, inv_id: str, status: InvestigationStatus, summary: str | None = None,
                    error: str | None = None):
         current = self._state.get_investigation(inv_id)
+        if self.fenced:
+            return current
         if current.status.finished:          # cancelled from outside meanwhile: keep that
             return current
         if status is InvestigationStatus.FAILED and self._cancel.is_set():
@@ -132,10 +152,10 @@ class WorkerPool:
         ev.set()
         return True
 
-    def _fail(self, inv_id: str, error: str, cancelled: bool) -> None:
+    def _fail(self, inv_id: str, error: str, cancelled: bool, lease: Any = None) -> None:
         """Record a failure the investigator did not (one raised before its own error handling)."""
         st = self.rt.state
-        if st.get_investigation(inv_id).status.finished:
+        if (lease is not None and lease.lost.is_set()) or st.get_investigation(inv_id).status.finished:
             return
         st.append_journal(inv_id, JournalKind.ERROR, f"investigation failed: {error}", source="server")
         status = InvestigationStatus.CANCELLED if cancelled else InvestigationStatus.FAILED
@@ -183,7 +203,8 @@ class WorkerPool:
                 continue
             self.run_one(inv_id, analyst)
 
-    def run_one(self, inv_id: str, analyst: Analyst | None = None) -> None:
+    def run_one(self, inv_id: str, analyst: Analyst | None = None, lease: Any = None) -> None:
+        """Run one claimed job. ``lease``: scale-out (``vigil.server.broker.Lease``), see ``GuardedState``."""
         st = self.rt.state
         try:
             inv = st.get_investigation(inv_id)
@@ -203,7 +224,7 @@ class WorkerPool:
         t0 = time.perf_counter()
         error = ""
         try:
-            guarded = GuardedState(self.rt, inv_id, budget, cancel)
+            guarded = GuardedState(self.rt, inv_id, budget, cancel, lease)
             if analyst is None:
                 Investigator(guarded, self.rt.app.sources, self.rt.engine_settings,  # type: ignore[arg-type]
                              preliminary=True, learn_topology=True).run(inv)
@@ -211,22 +232,24 @@ class WorkerPool:
                 hard_stop = time.monotonic() + budget + max(5.0, 0.25 * budget)
                 error = analyst.run(inv, guarded, self.rt.app.sources, hard_stop, cancel.is_set) or ""
                 if error:
-                    self._fail(inv_id, error, cancel.is_set())
+                    self._fail(inv_id, error, cancel.is_set(), lease)
         except AnalystDied as exc:
             error = str(exc)
-            self._fail(inv_id, error, cancel.is_set())
+            self._fail(inv_id, error, cancel.is_set(), lease)
         except Exception as exc:            # usually already journaled and marked failed by the investigator
             error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            self._fail(inv_id, error, cancel.is_set())
+            self._fail(inv_id, error, cancel.is_set(), lease)
         finally:
             with self._lock:
                 self._cancels.pop(inv_id, None)
+        if lease is not None and lease.lost.is_set():
+            return                          # the worker that took it over finishes it
         if not error and not cancel.is_set() and st.get_investigation(inv_id).status is InvestigationStatus.RUNNING:
             # it gave its preliminary ranking and handed the worker to a waiting investigation: the
             # full analysis runs when its turn comes again
             st.requeue_job(inv_id, self.rt.settings.first_answer_window_s)
             self.rt.feed.touch(inv_id)
-            self.wake()
+            self.rt.enqueued([inv_id])
             return
         st.finish_job(inv_id, error=error)
         self.rt.metrics.duration.observe(time.perf_counter() - t0)

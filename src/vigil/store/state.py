@@ -74,6 +74,9 @@ def migrate(engine: Engine) -> None:
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.set_main_option("sqlalchemy.url", engine.url.render_as_string(hide_password=False).replace("%", "%%"))
     with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            # several processes (serve replicas, workers) may start at once on a new database
+            conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7412001)")
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
 
@@ -243,32 +246,52 @@ class StateStore:
 
     # -- journal (append-only: there is no update or delete) ------------------------------------
     def append_journal(self, inv_id: str, kind: JournalKind, message: str, *, source: str = "", query: str = "",
-                       rows: int | None = None, data: dict[str, Any] | None = None) -> JournalEntry:
+                       rows: int | None = None, data: dict[str, Any] | None = None,
+                       step: str | None = None) -> JournalEntry:
+        """Append an entry. ``step`` names a run's step (scale-out workers): an entry of the same kind
+        already written for that step is returned instead, so a redelivered run writes each step once."""
         for _attempt in range(5):
             try:
                 with self.session() as s, s.begin():
                     # lock the investigation row: appends to one journal are serialised (PostgreSQL)
                     if s.get(InvestigationRow, inv_id, with_for_update=True) is None:
                         raise NotFound(f"no investigation {inv_id!r}")
+                    if step is not None:
+                        done = s.scalars(select(JournalRow).where(JournalRow.investigation_id == inv_id,
+                                                                  JournalRow.step == step)).first()
+                        if done is not None:
+                            if done.kind == kind.value:
+                                return self._entry(done)
+                            step = None     # the run went another way this time: a new entry
                     seq = (s.scalar(select(func.max(JournalRow.seq)).where(JournalRow.investigation_id == inv_id))
                            or 0) + 1
                     entry = JournalEntry(investigation_id=inv_id, seq=seq, kind=kind, message=message,
                                          source=source, query=query, rows=rows, data=data or {})
                     s.add(JournalRow(investigation_id=inv_id, seq=seq, ts=entry.ts, kind=kind.value,
                                      message=message, source=source, query=query, rows=rows,
-                                     data=entry.model_dump(mode="json")["data"]))
+                                     data=entry.model_dump(mode="json")["data"], step=step))
                 return entry
             except IntegrityError:
                 continue  # a concurrent writer took this seq; take the next one
         raise RuntimeError(f"could not append to the journal of {inv_id}")
 
+    @staticmethod
+    def _entry(r: JournalRow) -> JournalEntry:
+        return JournalEntry(investigation_id=r.investigation_id, seq=r.seq, ts=_utc(r.ts), kind=JournalKind(r.kind),
+                            message=r.message, source=r.source, query=r.query, rows=r.rows, data=r.data or {})
+
     def journal(self, inv_id: str, after_seq: int = 0) -> list[JournalEntry]:
         with self.session() as s:
             rows = s.scalars(select(JournalRow).where(JournalRow.investigation_id == inv_id,
                                                       JournalRow.seq > after_seq).order_by(JournalRow.seq)).all()
-            return [JournalEntry(investigation_id=r.investigation_id, seq=r.seq, ts=_utc(r.ts),
-                                 kind=JournalKind(r.kind), message=r.message, source=r.source, query=r.query,
-                                 rows=r.rows, data=r.data or {}) for r in rows]
+            return [self._entry(r) for r in rows]
+
+    def journal_steps(self, inv_id: str) -> list[str]:
+        """The step keys written for an investigation (scale-out workers), in journal order."""
+        with self.session() as s:
+            return list(s.scalars(select(JournalRow.step).where(JournalRow.investigation_id == inv_id,
+                                                                JournalRow.step.is_not(None))
+                                  .order_by(JournalRow.seq)).all())
 
     # -- hypotheses ----------------------------------------------------------------------------
     def replace_hypotheses(self, inv_id: str, hypotheses: list[Hypothesis]) -> list[Hypothesis]:
@@ -436,6 +459,113 @@ class StateStore:
                                     source="server")
         return out
 
+    # -- leased jobs (scale-out: `vigil worker` processes take jobs named by broker messages) -------
+    def lease_job(self, inv_id: str, owner: str, lease_s: float) -> tuple[str, float]:
+        """Take the job of ``inv_id`` for ``owner``. Returns (what happened, seconds):
+        ``claimed`` (it was queued), ``taken-over`` (its worker stopped renewing its lease for
+        ``lease_s``: it died; the run starts again and its steps already journaled are not written
+        twice), ``busy`` (a live worker holds it), ``early`` (it may run in ``seconds``), ``done``,
+        ``gone`` or ``gave-up`` (interrupted ``max_attempts`` times: failed)."""
+        now = datetime.now(UTC)
+        what, wait = "", 0.0
+        with self.session() as s, s.begin():
+            job = s.get(JobRow, inv_id, with_for_update=True)
+            inv = s.get(InvestigationRow, inv_id)
+            if job is None or inv is None:
+                return "gone", 0.0
+            status = InvestigationStatus(inv.status)
+            if job.status == "done":
+                return "done", 0.0
+            if status.finished:
+                job.status, job.owner, job.updated_at = "done", None, now
+                return "done", 0.0
+            if job.status == "queued":
+                if job.not_before is not None and _utc(job.not_before) > now:
+                    return "early", (_utc(job.not_before) - now).total_seconds()
+                job.status, job.owner, job.attempts, job.updated_at = "running", owner, job.attempts + 1, now
+                return "claimed", 0.0
+            # running
+            if job.owner == owner:
+                return "claimed", 0.0
+            idle = (now - _utc(job.updated_at)).total_seconds()
+            if idle < lease_s:
+                return "busy", lease_s - idle
+            previous = job.owner
+            if job.attempts >= job.max_attempts:
+                job.status, job.owner, job.updated_at = "done", None, now
+                job.last_error = f"the worker stopped during each of {job.attempts} attempts"
+                inv.status = (InvestigationStatus.FAILED if status is InvestigationStatus.RUNNING
+                              else InvestigationStatus.CANCELLED).value
+                inv.finished_at, inv.error = now, job.last_error
+                what = "gave-up"
+            else:
+                job.owner, job.attempts, job.updated_at = owner, job.attempts + 1, now
+                refining = s.scalars(select(JournalRow.id).where(JournalRow.investigation_id == inv_id,
+                                                                 JournalRow.step.like("f%")).limit(1)).first()
+                if status is InvestigationStatus.RUNNING and refining is None:
+                    inv.status = InvestigationStatus.QUEUED.value    # the first pass starts again
+                what = "taken-over"
+            attempts, max_attempts = job.attempts, job.max_attempts
+        if what == "gave-up":
+            self.append_journal(inv_id, JournalKind.ERROR, f"investigation failed: the worker ({previous}) stopped "
+                                f"during each of {attempts} attempts", source="server")
+        else:
+            self.append_journal(inv_id, JournalKind.WARNING,
+                                f"the worker running attempt {attempts - 1} of {max_attempts} ({previous}) stopped; "
+                                f"attempt {attempts} resumes it: steps already journaled are not written again",
+                                source="server")
+        return what, wait
+
+    def renew_lease(self, inv_id: str, owner: str) -> tuple[bool, bool]:
+        """Renew ``owner``'s lease on a running job: (still ours, cancel requested)."""
+        with self.session() as s, s.begin():
+            job = s.get(JobRow, inv_id, with_for_update=True)
+            if job is None or job.status != "running" or job.owner != owner:
+                return False, bool(job and job.cancel_requested)
+            job.updated_at = datetime.now(UTC)
+            return True, bool(job.cancel_requested)
+
+    def request_cancel(self, inv_id: str) -> bool:
+        """Ask the worker holding a running job to stop (it sees it when it renews its lease)."""
+        with self.session() as s, s.begin():
+            job = s.get(JobRow, inv_id, with_for_update=True)
+            if job is None or job.status != "running":
+                return False
+            job.cancel_requested = True
+            return True
+
+    def mark_dispatched(self, inv_ids: list[str]) -> None:
+        now = datetime.now(UTC)
+        with self.session() as s, s.begin():
+            for i in range(0, len(inv_ids), 500):
+                for job in s.scalars(select(JobRow).where(JobRow.investigation_id.in_(inv_ids[i:i + 500]))).all():
+                    job.dispatched_at = now
+
+    def jobs_not_before(self, inv_ids: list[str]) -> dict[str, datetime | None]:
+        """{id: not_before} of the queued jobs among ``inv_ids``."""
+        out: dict[str, datetime | None] = {}
+        with self.session() as s:
+            for i in range(0, len(inv_ids), 500):
+                for inv_id, nb in s.execute(select(JobRow.investigation_id, JobRow.not_before).where(
+                        JobRow.investigation_id.in_(inv_ids[i:i + 500]), JobRow.status == "queued")).all():
+                    out[inv_id] = _utc(nb)
+        return out
+
+    def jobs_to_dispatch(self, grace_s: float, lease_s: float, limit: int = 500) -> list[tuple[str, datetime | None]]:
+        """Jobs a broker message should exist for but may not: queued ones never dispatched (the server
+        stopped, or the broker was away, between recording them and publishing), and running ones whose
+        worker stopped renewing its lease (a broker that redelivers late, like Redis). (id, not_before)."""
+        now = datetime.now(UTC)
+        with self.session() as s:
+            queued = s.execute(select(JobRow.investigation_id, JobRow.not_before).where(
+                JobRow.status == "queued", JobRow.dispatched_at.is_(None),
+                JobRow.enqueued_at <= now - timedelta(seconds=grace_s)).order_by(JobRow.enqueued_at).limit(limit)).all()
+            stale = s.execute(select(JobRow.investigation_id, JobRow.not_before).where(
+                JobRow.status == "running", JobRow.updated_at <= now - timedelta(seconds=lease_s),
+                JobRow.dispatched_at.is_(None) | (JobRow.dispatched_at <= now - timedelta(seconds=lease_s)))
+                .limit(limit)).all()
+        return [(i, _utc(nb)) for i, nb in [*queued, *stale]]
+
     def queue_depth(self) -> dict[str, int]:
         with self.session() as s:
             rows = s.execute(select(JobRow.status, func.count()).group_by(JobRow.status)).all()
@@ -465,6 +595,7 @@ class StateStore:
             row = s.get(JobRow, inv_id, with_for_update=True)
             if row is not None and row.status == "running":
                 row.status, row.owner, row.updated_at = "queued", None, datetime.now(UTC)
+                row.dispatched_at = None            # (scale-out) a new broker message is due
                 row.enqueued_at = _utc(row.enqueued_at) + timedelta(seconds=window_s)
                 row.attempts = max(0, row.attempts - 1)
 

@@ -62,6 +62,18 @@ class JournalRow(Base):
     query: Mapped[str] = mapped_column(Text, default="")
     rows: Mapped[int | None] = mapped_column(Integer, nullable=True)
     data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    step: Mapped[str | None] = mapped_column(String(40), nullable=True)    # a run's step: written once
+
+
+class ConsoleSessionRow(Base):
+    """A console session shared by every ``vigil serve`` replica (scale-out mode), keyed by a hash."""
+
+    __tablename__ = "console_sessions"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    csrf: Mapped[str] = mapped_column(String(64))
+    tokens: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[float] = mapped_column(Float)
+    seen_at: Mapped[float] = mapped_column(Float, index=True)
 
 
 class HypothesisRow(Base):
@@ -118,8 +130,10 @@ class JobRow(Base):
     owner: Mapped[str | None] = mapped_column(String(64), nullable=True)
     enqueued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
     not_before: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))   # a worker's lease is renewed here
     last_error: Mapped[str] = mapped_column(Text, default="")
+    dispatched_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)  # to the broker
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
 class IncidentRow(Base):

@@ -105,9 +105,14 @@ def _rt(request: Request):
     return request.app.state.runtime
 
 
+def _sessions(request: Request):
+    """This process's sessions, or (scale-out) the ones every replica shares through the state database."""
+    return getattr(_rt(request), "sessions", None) or sessions
+
+
 def _session(request: Request) -> tuple[str | None, Session | None]:
     sid = request.cookies.get(COOKIE)
-    return sid, sessions.get(sid)
+    return sid, _sessions(request).get(sid)
 
 
 def _live_tokens(request: Request, sess: Session) -> dict[str, ApiToken]:
@@ -244,8 +249,9 @@ async def login(request: Request):
     old_sid, old = _session(request)
     tokens = dict(old.tokens) if old else {}
     tokens[tok.space_id] = tok.id
-    sessions.drop(old_sid)                    # a new session id at every sign-in (no fixation)
-    sid, _sess = sessions.create(tokens)
+    store = _sessions(request)
+    await run_in_threadpool(store.drop, old_sid)    # a new session id at every sign-in (no fixation)
+    sid, _sess = await run_in_threadpool(store.create, tokens)
     await run_in_threadpool(_rt(request).state.audit, Principal(tok).actor, "console-sign-in", tok.space_id)
     nxt = _safe_next(form.get("next"))
     if not nxt or f"/ui/s/{tok.space_id}/" not in nxt:
@@ -263,7 +269,7 @@ async def logout(request: Request):
     if sess is not None:
         if not same(form.get("csrf"), sess.csrf):
             raise UiError(403, "the form's CSRF token is missing or wrong: reload the page and try again")
-        sessions.drop(sid)
+        await run_in_threadpool(_sessions(request).drop, sid)
     resp = _back("/ui/login")
     clear_cookie(resp, request, COOKIE)
     return resp
