@@ -10,6 +10,7 @@ import sys
 import uuid
 from pathlib import Path
 
+from cryptography.fernet import Fernet
 from e2e.kit import ServeProcess, vigil_cli
 from sqlalchemy import create_engine, text
 
@@ -69,8 +70,11 @@ class Deployment:
         with admin.begin() as c:
             c.execute(text(f'CREATE SCHEMA "{self.schema}"'))
         admin.dispose()
+        self.secret_key = Fernet.generate_key().decode()
         self.env = {**os.environ, "VIGIL_HOME": str(home), "VIGIL_DATABASE_URL": self.database_url,
-                    "VIGIL_BROKER_URL": self.broker_url, "VIGIL_BROKER_QUEUE": self.queue, **extra_env}
+                    "VIGIL_BROKER_URL": self.broker_url, "VIGIL_BROKER_QUEUE": self.queue,
+                    "VIGIL_SECRET_KEY": self.secret_key, **extra_env}
+        self.env.pop("VIGIL_SECRET_KEY_FILE", None)
         self.env.pop("VIGIL_TELEMETRY_URL", None)
         self.serves: list[ServeProcess] = []
         self.workers: list[WorkerProcess] = []

@@ -326,6 +326,7 @@ def _scaleout_check(a, settings) -> None:
     if settings.scaleout and not a.settings.database_url.startswith("postgresql"):
         raise VigilError("VIGIL_BROKER_URL is set (scale-out mode): keep state in PostgreSQL too, "
                          "VIGIL_DATABASE_URL=postgresql+psycopg://...")
+    a.state.check_secret_key()      # a missing or wrong key is said now, not at the first signed webhook
 
 
 @app.command()

@@ -118,6 +118,24 @@ class StateStore:
         self.engine = make_engine(url, **engine_kwargs)
         migrate(self.engine)
         self._session = sessionmaker(self.engine, expire_on_commit=False)
+        self._sealer = None
+
+    @property
+    def sealer(self):
+        """Encrypts stored secrets (``vigil.store.crypto``); the key is read on first use."""
+        if self._sealer is None:
+            from vigil.store.crypto import sealer_from_env
+            self._sealer = sealer_from_env()
+        return self._sealer
+
+    def check_secret_key(self) -> None:
+        """Fail now (one line) when the key is missing, malformed or does not open the stored secrets."""
+        with self.session() as s:
+            stored = s.scalars(select(IntegrationRow.secret).where(IntegrationRow.secret.like("fernet:%"))
+                               .limit(1)).first()
+        sealer = self.sealer
+        if stored:
+            sealer.open(stored)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -823,7 +841,10 @@ class StateStore:
             s.delete(row)
 
     def put_integration(self, space_id: str, kind: str, config: dict[str, Any], secret: str | None) -> None:
+        """``secret`` is stored encrypted (``vigil.store.crypto``)."""
         self.get_space(space_id)
+        if secret:
+            secret = self.sealer.seal(secret)
         with self.session() as s, s.begin():
             row = s.get(IntegrationRow, (space_id, kind))
             if row is None:
@@ -836,7 +857,10 @@ class StateStore:
         """(config, stored secret) of a space's webhook integration, or None when not configured."""
         with self.session() as s:
             row = s.get(IntegrationRow, (space_id, kind))
-            return None if row is None else (dict(row.config or {}), row.secret)
+            if row is None:
+                return None
+            config, secret = dict(row.config or {}), row.secret
+        return config, (self.sealer.open(secret) if secret else secret)
 
     def list_integrations(self, space_id: str) -> list[dict[str, Any]]:
         with self.session() as s:
