@@ -143,9 +143,11 @@ def test_alertmanager_dedupes_groups_and_resolves(live):
         assert a["starts_at"].startswith("2024-05-01T12:00:00.123456")
         inv = v.get(f"/v1/spaces/am/investigations/{first['investigation_id']}").json()
         assert inv["trigger"]["alert"]["resource"] == "cart" and inv["window"]["onset"].startswith("2024-05-01T12:00")
-        # the journal tells of the grouped alerts
+        # the journal tells of the grouped alerts, summarised: one entry for the 30 of the first delivery
         journal = v.get(f"/v1/spaces/am/investigations/{first['investigation_id']}/journal").json()
-        assert any("related alert joined" in j["message"] for j in journal)
+        joined = [j for j in journal if j["data"].get("outcome") == "grouped"]
+        assert [j["data"]["count"] for j in joined] == [30], joined
+        assert joined[0]["message"].startswith("30 related alerts joined the incident: Storm0 summary")
         # resolution
         resolved = [dict(x, status="resolved") for x in [_am_alert("f1")] + storm]
         r = c.post("/v1/spaces/am/webhooks/alertmanager", json=_am(resolved, "resolved"))

@@ -24,6 +24,7 @@ from vigil.model import (
     JournalKind,
     StartingPoint,
 )
+from vigil.server.alertnotes import AlertNotes
 from vigil.server.feed import ChangeFeed
 from vigil.server.metrics import ServerMetrics
 from vigil.server.settings import ServerSettings
@@ -79,7 +80,12 @@ class Runtime:
         self._source_cfg: dict[str, tuple[float, str]] = {}
         self._respond = None
         self._outbox = None
+        self.alert_notes = AlertNotes(self._note, self.settings.alert_note_interval_s)
         self.started = False
+
+    def _note(self, inv_id: str, kind: JournalKind, message: str, **kw) -> None:
+        self.state.append_journal(inv_id, kind, message, **kw)
+        self.feed.touch(inv_id)
 
     @property
     def state(self):
@@ -149,6 +155,7 @@ class Runtime:
         self.started = True
 
     def stop(self) -> None:
+        self.alert_notes.stop()
         if self.started:
             if not self.settings.scaleout:
                 self.workers.stop()
@@ -210,20 +217,8 @@ class Runtime:
             self.metrics.alerts.labels(o.outcome).inc()
         if any(o.outcome == "new-incident" for o in outcomes):
             self.enqueued([o.investigation_id for o in outcomes if o.outcome == "new-incident"])
-        by_fp = {a.fingerprint: a for a in alerts}
-        for o in outcomes:
-            if o.outcome in ("grouped", "duplicate", "resolved") and o.investigation_id:
-                a = by_fp.get(o.fingerprint)
-                what = {"grouped": "a related alert joined the incident",
-                        "duplicate": "the alert was delivered again",
-                        "resolved": "the alert resolved"}[o.outcome]
-                try:
-                    self.state.append_journal(o.investigation_id, JournalKind.NOTE,
-                                              f"{what}: {a.title if a else o.fingerprint}", source=actor,
-                                              data={"fingerprint": o.fingerprint, "incident": o.incident_id})
-                    self.feed.touch(o.investigation_id)
-                except Exception:       # the note is a courtesy; the alert itself is recorded
-                    log.warning("could not journal alert %s", o.outcome)
+        # a storm's alerts are summarised in the journal (counts and a sample), not one entry each
+        self.alert_notes.add(outcomes, alerts, actor)
         self.state.audit(actor, "alerts", space_id=space, target=",".join(sorted({o.incident_id or "-" for o in
                                                                                   outcomes}))[:200],
                          detail={"delivered": len(alerts),

@@ -39,6 +39,7 @@ class ServerSettings:
     first_answer_window_s: float = 10.0     # a full analysis waits at most this long behind others' first answers
     outbox_interval_s: float = 1.0          # how often the outbox is looked at (a new update wakes it at once)
     outbox_backoff_s: float = 2.0           # the first retry of a failed delivery; doubles each time (max 5 min)
+    alert_note_interval_s: float = 10.0     # an investigation gets at most one note per outcome this often in a storm
     api_docs: bool = False                  # /docs and /redoc load scripts from a CDN: only when asked for
     broker_url: str = ""                    # scale-out: investigations run on `vigil worker`s fed by this broker
     broker_queue: str = "vigil.investigations"  # one queue per deployment sharing a broker
@@ -61,6 +62,7 @@ class ServerSettings:
             first_answer_window_s=_float("VIGIL_FIRST_ANSWER_WINDOW_S", cls.first_answer_window_s),
             outbox_interval_s=_float("VIGIL_OUTBOX_INTERVAL_S", cls.outbox_interval_s),
             outbox_backoff_s=_float("VIGIL_OUTBOX_BACKOFF_S", cls.outbox_backoff_s),
+            alert_note_interval_s=_float("VIGIL_ALERT_NOTE_INTERVAL_S", cls.alert_note_interval_s),
             api_docs=os.environ.get("VIGIL_API_DOCS", "").lower() in ("1", "true", "yes"),
             broker_url=os.environ.get("VIGIL_BROKER_URL", "").strip(),
             broker_queue=os.environ.get("VIGIL_BROKER_QUEUE", "").strip() or cls.broker_queue,

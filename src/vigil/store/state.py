@@ -651,6 +651,7 @@ class StateStore:
                 IncidentRow.space_id == space_id, IncidentRow.status == IncidentStatus.OPEN.value)).all()}
             # the alerts of open incidents this delivery names, looked up once (a storm is one query)
             known: dict[str, IncidentAlertRow] = {}
+            firing: dict[str, int] = {}     # firing alerts of the open incidents a resolution touched
             fps = sorted({a.fingerprint for a in alerts})
             for i in range(0, len(fps) if open_incs else 0, 500):
                 for row in s.scalars(select(IncidentAlertRow).where(
@@ -666,18 +667,25 @@ class StateStore:
                     if existing is None:
                         outcomes.append(AlertOutcome(fingerprint=a.fingerprint, outcome="ignored"))
                         continue
+                    was_firing = existing.status == AlertStatus.FIRING.value
                     existing.status, existing.last_received_at = AlertStatus.RESOLVED.value, now
                     inc = open_incs[existing.incident_id]
-                    s.flush()
-                    firing = s.scalar(select(func.count()).select_from(IncidentAlertRow).where(
-                        IncidentAlertRow.incident_id == inc.id, IncidentAlertRow.status == AlertStatus.FIRING.value))
-                    if not firing:
+                    if inc.id in firing:
+                        firing[inc.id] -= was_firing
+                    else:       # counted once per incident and delivery, then kept up to date here
+                        s.flush()
+                        firing[inc.id] = s.scalar(select(func.count()).select_from(IncidentAlertRow).where(
+                            IncidentAlertRow.incident_id == inc.id,
+                            IncidentAlertRow.status == AlertStatus.FIRING.value))
+                    if not firing[inc.id]:
                         inc.status = IncidentStatus.RESOLVED.value
                         del open_incs[inc.id]
                     outcomes.append(AlertOutcome(fingerprint=a.fingerprint, outcome="resolved", incident_id=inc.id,
                                                  investigation_id=inc.investigation_id))
                     continue
                 if existing is not None:
+                    if existing.status != AlertStatus.FIRING.value and existing.incident_id in firing:
+                        firing[existing.incident_id] += 1
                     existing.receipts += 1
                     existing.status, existing.last_received_at = AlertStatus.FIRING.value, now
                     inc = open_incs[existing.incident_id]
@@ -711,9 +719,12 @@ class StateStore:
                                       first_seen=now, last_seen=now, alert_count=1, duplicates=0,
                                       investigation_id=inv.id)
                     s.add(inc)
+                    s.flush()           # the investigation and incident rows before their alerts'
                     open_incs[inc.id] = inc
+                    firing[inc.id] = 0
                     outcome = "new-incident"
-                s.flush()
+                if inc.id in firing:
+                    firing[inc.id] += 1
                 row = IncidentAlertRow(
                     incident_id=inc.id, space_id=space_id, fingerprint=a.fingerprint, source=a.source,
                     status=AlertStatus.FIRING.value, title=a.title[:2000], starts_at=at, received_at=now,
