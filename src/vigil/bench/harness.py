@@ -7,6 +7,7 @@ the alerting node and metric)."""
 
 from __future__ import annotations
 
+import dataclasses
 import resource
 import statistics
 import time
@@ -18,12 +19,67 @@ from pathlib import Path
 from vigil.agent.investigator import observe
 from vigil.bench.peers import Peer, load_peers
 from vigil.engine import Settings, analyze
+from vigil.engine.confidence import Calibration, fit_calibration, top_features
+from vigil.engine.observation import Observation
 from vigil.errors import InputError
 from vigil.ingest import Recording, discover
 from vigil.store.telemetry import TelemetryStore
 
 METHODS = ("vigil",)
 CONFIDENCE_BINS = (0.0, 0.2, 0.4, 0.6, 0.8, 1.01)
+# Vigil with a signal taken away: what a team that lacks it would get
+ABLATIONS = ("metrics-only", "no-topology", "no-traces", "no-logs")
+
+
+def ablate(obs: Observation, name: str) -> Observation:
+    """The observation without the signals ablation ``name`` takes away (the input is not changed)."""
+    if name not in ABLATIONS:
+        raise InputError(f"unknown ablation {name!r}: choose from {', '.join(ABLATIONS)}")
+    out = dataclasses.replace(obs)
+    if name in ("metrics-only", "no-traces"):
+        out.spans = obs.spans.iloc[0:0]
+    if name in ("metrics-only", "no-logs"):
+        out.logs = obs.logs.iloc[0:0]
+    if name in ("metrics-only", "no-topology"):
+        out.topology = obs.topology.model_copy(update={"edges": []})
+    if name == "metrics-only":
+        out.changes = obs.changes.iloc[0:0]
+    return out
+
+
+def reshape(obs: Observation, reference_gap_s: float = 0.0, horizon_s: float = 0.0,
+            lookback_s: float = 3600.0) -> Observation:
+    """The same incident as another recording would hold it. ``reference_gap_s``: the history before
+    the alert becomes a fault-free run recorded that long before (its samples moved back in time and
+    marked fault-free; nothing precedes the alert any more), as in recordings that keep the normal run
+    apart from the incident. ``horizon_s``: the recording ends that long after the alert. Labels are
+    not involved: only times move."""
+    out = dataclasses.replace(obs)
+    onset = obs.onset
+    if reference_gap_s > 0:
+        windows = []
+
+        def move(df, col):
+            if df.empty:
+                return df
+            t = df[col].to_numpy(float)
+            before = (t < onset) & (t >= onset - lookback_s)
+            if before.any():
+                windows.append((float(t[before].min()) - reference_gap_s, float(t[before].max()) - reference_gap_s))
+            df = df[(t >= onset) | before].copy()
+            df[col] = df[col].where(df[col] >= onset, df[col] - reference_gap_s)
+            return df
+
+        out.metrics = move(obs.metrics, "ts")
+        out.logs = move(obs.logs, "ts")
+        out.spans = move(obs.spans, "start")
+        out.baselines = ([(min(a for a, _ in windows), max(b for _, b in windows) + 1)] if windows else [])
+    if horizon_s > 0:
+        end = onset + horizon_s
+        out.metrics = out.metrics[out.metrics["ts"] <= end]
+        out.logs = out.logs[out.logs["ts"] <= end]
+        out.spans = out.spans[out.spans["start"] <= end]
+    return out
 
 
 @dataclass
@@ -41,6 +97,7 @@ class CaseResult:
     confidence: float | None = None
     inconclusive: bool | None = None
     scores: list[float] = field(default_factory=list)
+    features: list[float] = field(default_factory=list)   # the top-1 confidence's features (engine.confidence)
     error: str | None = None              # a peer that failed on this case (its ranking is then empty)
 
     def hit(self, k: int) -> bool:
@@ -52,6 +109,7 @@ class BenchReport:
     results: list[dict] = field(default_factory=list)
     by_fault: list[dict] = field(default_factory=list)
     calibration: list[dict] = field(default_factory=list)
+    calibration_out_of_recording: list[dict] = field(default_factory=list)
     cases: list[dict] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     speed: list[dict] = field(default_factory=list)      # Vigil's median time over rcaeval-baro's, per dataset
@@ -61,19 +119,21 @@ class BenchReport:
     def contract(self) -> dict:
         """The stable JSON shape dashboards and CI read (plus detail sections)."""
         return {"results": self.results, "peak_rss_mb": self.peak_rss_mb, "total_s": round(self.total_s, 2),
-                "by_fault": self.by_fault, "calibration": self.calibration, "cases": self.cases,
+                "by_fault": self.by_fault, "calibration": self.calibration,
+                "calibration_out_of_recording": self.calibration_out_of_recording, "cases": self.cases,
                 "warnings": self.warnings, **({"speed_vs_rcaeval_baro": self.speed} if self.speed else {})}
 
 
 def _score(rows: list[CaseResult]) -> dict:
     n = len(rows)
     ac = {k: sum(r.hit(k) for r in rows) / n for k in range(1, 6)}
-    kinds = [r for r in rows if r.true_fault_kind and r.method == "vigil"]
+    kinds = [r for r in rows if r.true_fault_kind and r.method.startswith("vigil")]
     secs = [r.seconds for r in rows]
     return {"cases": n, "ac@1": round(ac[1], 4), "ac@3": round(ac[3], 4), "ac@5": round(ac[5], 4),
             "avg@5": round(sum(ac.values()) / 5, 4),
             "fault_kind_accuracy": (round(sum(r.kind_of_truth == r.true_fault_kind for r in kinds) / len(kinds), 4)
                                     if kinds else None),
+            "empty": sum(not r.ranks for r in rows),
             "median_s": round(statistics.median(secs), 4), "max_s": round(max(secs), 4)}
 
 
@@ -92,16 +152,60 @@ def _speed_ratios(results: list[dict], reference: str = "rcaeval-baro") -> list[
     return out
 
 
+def reliability(rows: Sequence[CaseResult], confidences: Sequence[float] | None = None) -> list[dict]:
+    """How often the top-1 was right, by its stated confidence (bins of 0.2, and at or above 0.5, 0.7,
+    0.9), with each bin's mean confidence beside the share right."""
+    conf = [r.confidence or 0.0 for r in rows] if confidences is None else list(confidences)
+    out = []
+
+    def row(label: str, sel: list[int]) -> dict:
+        return {"confidence": label, "cases": len(sel),
+                "mean_confidence": round(statistics.fmean(conf[i] for i in sel), 4) if sel else None,
+                "top1_right": round(sum(rows[i].hit(1) for i in sel) / len(sel), 4) if sel else None}
+
+    for lo, hi in zip(CONFIDENCE_BINS, CONFIDENCE_BINS[1:], strict=False):
+        out.append(row(f"[{lo:.1f}, {min(hi, 1.0):.1f}{')' if hi < 1 else ']'}",
+                       [i for i in range(len(rows)) if lo <= conf[i] < hi]))
+    for x in (0.5, 0.7, 0.9):
+        out.append(row(f">= {x}", [i for i in range(len(rows)) if conf[i] >= x]))
+    return out
+
+
+def held_out_confidences(rows: Sequence[CaseResult]) -> list[float]:
+    """Each case's top-1 confidence from a calibration fitted on every *other* recording (dataset): what
+    the confidence means on a recording the calibration has not seen. With one recording only, its own
+    fit (said in the report's warnings)."""
+    datasets = sorted({r.dataset for r in rows})
+    out = [0.0] * len(rows)
+    for ds in datasets:
+        train = [r for r in rows if r.dataset != ds and r.features] or [r for r in rows if r.features]
+        if not train:
+            continue
+        cal = fit_calibration([tuple(r.features) for r in train], [r.hit(1) for r in train],
+                              [r.dataset for r in train])
+        for i, r in enumerate(rows):
+            if r.dataset == ds and r.features and r.ranks:
+                out[i] = cal.probability(tuple(r.features))
+    return out
+
+
+def fit_on(rows: Sequence[CaseResult]) -> Calibration:
+    """The calibration fitted on every recording (what ``Settings.ranking.calibration`` should hold)."""
+    train = [r for r in rows if r.features]
+    return fit_calibration([tuple(r.features) for r in train], [r.hit(1) for r in train], [r.dataset for r in train])
+
+
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def run_recording(rec: Recording, settings: Settings, alert_offset_s: float = 0.0,
-                  peers: Sequence[Peer] = ()) -> tuple[list[CaseResult], list[str]]:
+                  peers: Sequence[Peer] = (), ablations: Sequence[str] = (), reference_gap_s: float = 0.0,
+                  horizon_s: float = 0.0) -> tuple[list[CaseResult], list[str]]:
     """``alert_offset_s`` moves every alert by that many seconds (late alerts are positive): how
     well the engine copes when the alert time is off the fault's onset. ``peers`` (``bench.peers``)
     rank each case's observation too, timed like Vigil: fetching the observation included."""
-    methods = (*METHODS, *(p.method for p in peers))
+    methods = (*METHODS, *(f"vigil/{a}" for a in ablations), *(p.method for p in peers))
     store = TelemetryStore(":memory:")
     try:
         with store.transaction() as w:
@@ -116,12 +220,15 @@ def run_recording(rec: Recording, settings: Settings, alert_offset_s: float = 0.
             truth_kind = case.label.fault_kind.value if case.label.fault_kind else None
             try:
                 obs = observe(store, "bench", onset, alert, settings)
+                if reference_gap_s or horizon_s:
+                    obs = reshape(obs, reference_gap_s, horizon_s, settings.metric_lookback_s)
             except InputError:          # nothing recorded around this alert: no answer, which counts as a miss
                 for method in methods:
                     out.append(CaseResult(case=case.id, dataset=case.dataset, method=method,
                                           fault=case.label.fault or "-", truth=case.label.resource, ranks=[],
                                           seconds=time.perf_counter() - t0, true_fault_kind=truth_kind,
-                                          **({"confidence": 0.0, "inconclusive": True} if method == "vigil" else {})))
+                                          **({"confidence": 0.0, "inconclusive": True}
+                                             if method.startswith("vigil") else {})))
                 continue
             t_obs = time.perf_counter() - t0
             analysis = analyze(obs, settings)
@@ -134,7 +241,19 @@ def run_recording(rec: Recording, settings: Settings, alert_offset_s: float = 0.
                 fault_kind=hyps[0].fault_kind.value if hyps else None, true_fault_kind=truth_kind,
                 kind_of_truth=by_res[case.label.resource].fault_kind.value if case.label.resource in by_res else None,
                 confidence=hyps[0].confidence if hyps else 0.0, inconclusive=analysis.inconclusive,
-                scores=[h.score for h in hyps[:5]]))
+                scores=[h.score for h in hyps[:5]], features=list(top_features([h.score for h in hyps]))))
+            for name in ablations:
+                t1 = time.perf_counter()
+                a = analyze(ablate(obs, name), settings)
+                hs = a.hypotheses
+                out.append(CaseResult(
+                    case=case.id, dataset=case.dataset, method=f"vigil/{name}", fault=case.label.fault or "-",
+                    truth=case.label.resource, ranks=[h.resource for h in hs],
+                    seconds=time.perf_counter() - t1 + t_obs,
+                    fault_kind=hs[0].fault_kind.value if hs else None, true_fault_kind=truth_kind,
+                    kind_of_truth=next((h.fault_kind.value for h in hs if h.resource == case.label.resource), None),
+                    confidence=hs[0].confidence if hs else 0.0, inconclusive=a.inconclusive,
+                    scores=[h.score for h in hs[:5]]))
             for peer in peers:
                 t1 = time.perf_counter()
                 answer = peer.rank(obs)
@@ -149,8 +268,13 @@ def run_recording(rec: Recording, settings: Settings, alert_offset_s: float = 0.
 
 def run_bench(paths: list[Path], settings: Settings | None = None,
               progress: Callable[[Recording, int, int], None] | None = None,
-              alert_offset_s: float = 0.0, peers: Sequence[str] = ()) -> BenchReport:
-    """``peers``: names of published methods (``bench.peers.SPECS``) to run beside Vigil."""
+              alert_offset_s: float = 0.0, peers: Sequence[str] = (), ablations: Sequence[str] = (),
+              reference_gap_s: float = 0.0, horizon_s: float = 0.0) -> BenchReport:
+    """``peers``: names of published methods (``bench.peers.SPECS``) to run beside Vigil; ``ablations``:
+    Vigil again without some signals (``ABLATIONS``); ``reference_gap_s`` / ``horizon_s``: see ``reshape``."""
+    for a in ablations:
+        if a not in ABLATIONS:
+            raise InputError(f"unknown ablation {a!r}: choose from {', '.join(ABLATIONS)}")
     settings = settings or Settings()
     loaded = load_peers(list(peers), settings) if peers else []
     t_start = time.perf_counter()
@@ -160,14 +284,14 @@ def run_bench(paths: list[Path], settings: Settings | None = None,
     for i, rec in enumerate(recordings):
         if progress:
             progress(rec, i, len(recordings))
-        got, warnings = run_recording(rec, settings, alert_offset_s, loaded)
+        got, warnings = run_recording(rec, settings, alert_offset_s, loaded, ablations, reference_gap_s, horizon_s)
         rows.extend(got)
         report.warnings.extend(warnings)
     if progress and recordings:
         progress(recordings[-1], len(recordings), len(recordings))
     datasets = sorted({r.dataset for r in rows})
     for ds in datasets:
-        for method in (*METHODS, *(p.method for p in loaded)):
+        for method in (*METHODS, *(f"vigil/{a}" for a in ablations), *(p.method for p in loaded)):
             sel = [r for r in rows if r.dataset == ds and r.method == method]
             if sel:
                 report.results.append({"dataset": ds, "method": method, **_score(sel)})
@@ -182,15 +306,9 @@ def run_bench(paths: list[Path], settings: Settings | None = None,
                                    f"{sum(r.method == peer.method for r in rows)} case(s), counted as misses "
                                    f"(first: {failed[0].case}: {failed[0].error})")
     vig = [r for r in rows if r.method == "vigil"]
-    for lo, hi in zip(CONFIDENCE_BINS, CONFIDENCE_BINS[1:], strict=False):
-        sel = [r for r in vig if lo <= (r.confidence or 0.0) < hi]
-        report.calibration.append({"confidence": f"[{lo:.1f}, {min(hi, 1.0):.1f}{')' if hi < 1 else ']'}",
-                                   "cases": len(sel),
-                                   "top1_right": round(sum(r.hit(1) for r in sel) / len(sel), 4) if sel else None})
-    for x in (0.5, 0.7, 0.9):
-        sel = [r for r in vig if (r.confidence or 0.0) >= x]
-        report.calibration.append({"confidence": f">= {x}", "cases": len(sel),
-                                   "top1_right": round(sum(r.hit(1) for r in sel) / len(sel), 4) if sel else None})
+    report.calibration = reliability(vig)
+    if len({r.dataset for r in vig}) > 1:
+        report.calibration_out_of_recording = reliability(vig, held_out_confidences(vig))
     report.cases = [{k: v for k, v in asdict(r).items() if k != "ranks"} | {"top5": r.ranks[:5], "hit@1": r.hit(1)}
                     for r in rows]
     report.peak_rss_mb = round(peak_rss_mb(), 1)

@@ -16,7 +16,7 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from rich.table import Table
 
 from vigil import __version__
-from vigil.errors import VigilError
+from vigil.errors import InputError, VigilError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Vigil: a self-hosted, autonomous on-call agent.")
@@ -147,11 +147,28 @@ def bench(paths: Annotated[list[Path], typer.Argument(help="Folders with labeled
           peers: Annotated[str, typer.Option(
               "--peers", help="Also run these published methods by their own code (rcaeval), comma-separated: "
                               "baro, nsigma. Needs the peers extra: pip install -e '.[peers]'.")] = "",
+          ablations: Annotated[str, typer.Option(
+              "--ablations", help="Also run Vigil without some signals, comma-separated: metrics-only, "
+                                  "no-topology, no-traces, no-logs, or all.")] = "",
+          reference_gap: Annotated[float, typer.Option(
+              "--reference-gap", help="Days: turn the history before each alert into a fault-free run recorded "
+                                      "that long before (nothing precedes the alert any more).")] = 0.0,
+          horizon: Annotated[float, typer.Option(
+              "--horizon", help="Seconds: the recording ends this long after each alert.")] = 0.0,
           ) -> None:
     """Benchmark the engine (and, with --peers, published methods) on every labeled case found."""
     from vigil.bench import run_bench
+    from vigil.bench.harness import ABLATIONS
     from vigil.bench.peers import load_peers
     peer_names = [n.strip() for n in peers.split(",") if n.strip()]
+    ablation_names = [n.strip() for n in ablations.split(",") if n.strip()]
+    if ablation_names == ["all"]:
+        ablation_names = list(ABLATIONS)
+    for a in ablation_names:
+        if a not in ABLATIONS:
+            raise InputError(f"unknown ablation {a!r}: choose from {', '.join(ABLATIONS)} or all")
+    if reference_gap < 0 or horizon < 0:
+        raise InputError("--reference-gap and --horizon must be positive")
     load_peers(peer_names)            # an unknown name or a missing rcaeval: one line, before any work
     with _progress() as p:
         task = p.add_task("bench", total=None)
@@ -159,7 +176,8 @@ def bench(paths: Annotated[list[Path], typer.Argument(help="Folders with labeled
         def progress(rec, i, n):
             p.update(task, total=n, completed=i, description=f"bench {rec.name}")
 
-        rep = run_bench(paths, progress=progress, alert_offset_s=alert_offset, peers=peer_names)
+        rep = run_bench(paths, progress=progress, alert_offset_s=alert_offset, peers=peer_names,
+                        ablations=ablation_names, reference_gap_s=reference_gap * 86400.0, horizon_s=horizon)
     for w in sorted(set(rep.warnings)):
         err.print(f"[yellow]warning:[/] {w}")
     # plain Markdown tables: they never truncate and paste straight into a note
@@ -175,15 +193,19 @@ def bench(paths: Annotated[list[Path], typer.Argument(help="Folders with labeled
 
     main_cols = [("dataset", "dataset"), ("method", "method"), ("cases", "cases"), ("AC@1", "ac@1"),
                  ("AC@3", "ac@3"), ("AC@5", "ac@5"), ("Avg@5", "avg@5"), ("fault kind", "fault_kind_accuracy"),
-                 ("median s", "median_s"), ("max s", "max_s")]
+                 ("empty", "empty"), ("median s", "median_s"), ("max s", "max_s")]
     md("Root-cause localisation, service level", main_cols, rep.results)
     if rep.speed:
         md("Time per case: Vigil's median over rcaeval-baro's (both include fetching the observation)",
            [("dataset", "dataset"), ("vigil median s", "vigil_median_s"),
             ("rcaeval-baro median s", "rcaeval-baro_median_s"), ("ratio", "ratio")], rep.speed)
     md("By fault type", main_cols[:2] + [("fault", "fault")] + main_cols[2:], rep.by_fault)
-    md("Calibration (vigil): how often the top-1 was right, by its confidence",
-       [("top-1 confidence", "confidence"), ("cases", "cases"), ("top-1 right", "top1_right")], rep.calibration)
+    cal_cols = [("top-1 confidence", "confidence"), ("cases", "cases"), ("mean confidence", "mean_confidence"),
+                ("top-1 right", "top1_right")]
+    md("Calibration (vigil): how often the top-1 was right, by its confidence", cal_cols, rep.calibration)
+    if rep.calibration_out_of_recording:
+        md("Calibration out of recording (vigil): each recording's confidences from a calibration fitted on "
+           "the other recordings", cal_cols, rep.calibration_out_of_recording)
     print(f"\npeak memory {rep.peak_rss_mb:.0f} MB; total {rep.total_s:.1f} s")
     if json_out:
         json_out.parent.mkdir(parents=True, exist_ok=True)

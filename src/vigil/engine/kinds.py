@@ -10,6 +10,9 @@ with these rules where a finding is a symptom other evidence explains:
   the CPU explains the slowdown;
 - a slowdown (own or network latency) while the service's own CPU is up by 2 sigma or more (where the
   local family's 1-3 sigma gate is half open) is the CPU's symptom;
+- a severe slowdown of the service's own time (its unexplained latency up tenfold or more, not the CPU's
+  doing) is the fault itself, whatever log lines or request-pattern changes come with it: a backend made
+  100x slower logs warnings and its callers time out, but what to act on is the slowdown;
 - when several of a service's own resources rose, memory outranks disk and disk outranks CPU, provided
   the rise is substantial (half as much again or more, at 3 sigma or more): memory pressure makes a
   process burn CPU (garbage collection, page reclaim) and do I/O (swapping, cache), a busy disk shows as
@@ -29,6 +32,7 @@ from vigil.model import FaultKind
 CPU_EXPLAINS_Z = 2.0
 SUBSTANTIAL_D = math.log(1.5)   # a resource rise counts as substantial from half as much again...
 SUBSTANTIAL_Z = 3.0             # ...at 3 sigma or more
+SEVERE_SLOWDOWN = math.log(10)  # own latency up tenfold beyond what its calls explain
 _RESOURCE_ORDER = ("local:memory", "local:disk", "local:cpu")
 _LOCAL_WHY = {
     "local:cpu": (FaultKind.CPU, "its own CPU rose sharply"),
@@ -42,6 +46,9 @@ _LOCAL_WHY = {
     "local:trace-pattern": (FaultKind.ERROR, "inside its spans, a call that always followed another stopped: "
                                              "its code path changed (an exception or early return)"),
     "local:entry": (FaultKind.ERROR, "user-facing success rate fell with nothing downstream to explain it"),
+    "local:stopped": (FaultKind.POD_FAILURE, "it stopped reporting while the rest of the system went on: "
+                                             "the workload was paused, killed or is restarting"),
+    "local:leak": (FaultKind.MEMORY, "its memory climbed steadily after the onset: a leak"),
 }
 
 
@@ -69,6 +76,12 @@ def _resource(hypothesis: str, fs: list[Finding]) -> tuple[FaultKind, str]:
 def fault_kind(ordered: list[Finding], all_findings: list[Finding]) -> tuple[FaultKind, str]:
     """The kind the strongest scored evidence points at, and why. ``ordered``: the candidate's scored
     findings, strongest first; ``all_findings``: all of its findings."""
+    severe = next((f for f in all_findings if f.hypothesis == "local:latency" and f.score >= SEVERE_SLOWDOWN
+                   and not _cpu_explains(f, all_findings)), None)
+    if severe is not None and not (ordered and ordered[0].family == "changes"):
+        return FaultKind.LATENCY, (f"its own time rose about {math.exp(severe.score):.0f}-fold beyond what its "
+                                   f"calls explain ({severe.title}): the slowdown is the fault, and log lines "
+                                   f"or failed calls around it are its consequences")
     if ordered and ordered[0].hypothesis == "local:latency" and not _cpu_explains(ordered[0], all_findings):
         specific = [f for f in ordered[1:] if f.family in ("patterns", "logs")]
         if specific:

@@ -11,10 +11,12 @@ from vigil.engine.analyzers.local import Local
 from vigil.engine.analyzers.logs import Logs
 from vigil.engine.analyzers.metric_evidence import MetricEvidence
 from vigil.engine.analyzers.patterns import Patterns
+from vigil.engine.analyzers.resources import Resources
 from vigil.engine.analyzers.span_evidence import Spans
 
 ANALYZERS: tuple[Analyzer, ...] = (
     Local(),
+    Resources(),
     Excess(),
     Patterns(),
     Logs(),

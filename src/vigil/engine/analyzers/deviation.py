@@ -70,6 +70,15 @@ def _metric_deviations(p: Prepared, config: Config):
     ref |= recent & (ts >= p.onset - s.metric_lookback_s) & (ts < p.onset - st)
     end = p.onset + np.maximum(config.window_s, config.min_samples * st)
     inc = (ts >= p.onset) & (ts <= end)
+    if np.bincount(codes[ref], minlength=n).max(initial=0) < 3:
+        # nothing to compare with (no fault-free window, no past before the alert): within the window,
+        # each series' first quarter is the reference for the rest. Weak, but it says what moved most
+        # rather than nothing.
+        first = np.r_[0, np.flatnonzero(codes[1:] != codes[:-1]) + 1]
+        size = np.diff(np.r_[first, len(codes)])
+        pos = np.arange(len(codes)) - np.repeat(first, size)
+        cut = np.repeat(np.maximum(size // 4, 1), size)
+        ref, inc = pos < cut, pos >= cut
     # reference quartiles per series (linear interpolation, as np.percentile)
     rc, rv = codes[ref], v[ref]
     o = np.lexsort((rv, rc))
