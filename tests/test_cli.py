@@ -105,7 +105,8 @@ def test_bench_prints_tables_and_writes_the_json_contract(tmp_path):
     assert "| dataset | method | cases | AC@1 |" in p.stdout and "Calibration" in p.stdout
     data = json.loads(out.read_text())
     assert set(data) >= {"results", "peak_rss_mb"} and data["peak_rss_mb"] > 0
-    keys = {"dataset", "method", "cases", "ac@1", "ac@3", "ac@5", "avg@5", "fault_kind_accuracy", "median_s", "max_s"}
+    keys = {"dataset", "method", "cases", "ac@1", "ac@3", "ac@5", "avg@5", "fault_kind_accuracy", "empty", "median_s",
+            "max_s"}
     assert data["results"] and all(set(r) == keys for r in data["results"])
     assert {r["method"] for r in data["results"]} == {"vigil"}         # peers only when asked for
     for r in data["results"]:
@@ -126,3 +127,17 @@ def test_bench_alert_offset_moves_the_alerts(tmp_path):
 def test_bench_on_a_folder_without_labels_is_a_clear_error(tmp_path):
     (tmp_path / "x").mkdir()
     assert "no recording" in one_line_error(vigil("bench", str(tmp_path / "x"), home=tmp_path / "h"))
+
+
+def test_bench_ablations_and_a_reference_run_apart(tmp_path):
+    """Every ablation is scored beside Vigil and none is empty; a reference run days before still ranks."""
+    out = tmp_path / "bench.json"
+    p = vigil("bench", str(REPO / "tests" / "fixtures"), "--ablations", "all", "--reference-gap", "2",
+              "--json", str(out), home=tmp_path / "h")
+    assert p.returncode == 0, p.stderr
+    data = json.loads(out.read_text())
+    methods = {r["method"] for r in data["results"]}
+    assert methods == {"vigil", "vigil/metrics-only", "vigil/no-topology", "vigil/no-traces", "vigil/no-logs"}
+    assert all(r["empty"] == 0 for r in data["results"]), data["results"]
+    assert "unknown ablation 'no-metrics'" in one_line_error(
+        vigil("bench", str(REPO / "tests" / "fixtures"), "--ablations", "no-metrics", home=tmp_path / "h"))
