@@ -8,6 +8,8 @@ from typing import Any
 
 import networkx as nx
 
+from vigil.engine.confidence import confidences
+from vigil.engine.settings import Settings
 from vigil.model import EdgeKind, Steering, Topology
 
 
@@ -23,8 +25,10 @@ def scope(steering: Steering, topology: Topology) -> set[str] | None:
     return out
 
 
-def apply(analysis: Any, steering: Steering | None, topology: Topology) -> str | None:
-    """Filter ``analysis.hypotheses`` in place; returns the journal line (None when not steered)."""
+def apply(analysis: Any, steering: Steering | None, topology: Topology, settings: Settings | None = None) -> str | None:
+    """Filter ``analysis.hypotheses`` in place; returns the journal line (None when not steered). The
+    confidences are the engine's, over what is left."""
+    settings = settings or Settings()
     if steering is None or not (steering.focus or steering.exclude):
         return None
     keep = scope(steering, topology)
@@ -33,9 +37,8 @@ def apply(analysis: Any, steering: Steering | None, topology: Topology) -> str |
             and (keep is None or h.resource in keep)]
     for i, h in enumerate(hyps, 1):
         h.rank = i
-    if hyps:
-        runner = hyps[1].score if len(hyps) > 1 else 0.0
-        hyps[0].confidence = round(min(max(hyps[0].score - runner, 0.0), 1.0), 3)
+    for h, c in zip(hyps, confidences([h.score for h in hyps], settings), strict=True):
+        h.confidence = round(c, 3)
     analysis.hypotheses = hyps
     dropped = [r for r in before if r not in {h.resource for h in hyps}]
     parts = []
@@ -50,7 +53,7 @@ def apply(analysis: Any, steering: Steering | None, topology: Topology) -> str |
         analysis.summary = "Inconclusive: nothing in the steered scope stands out."
     elif steering.focus or dropped:
         h = hyps[0]
-        analysis.inconclusive = h.confidence < 0.1
+        analysis.inconclusive = h.confidence < settings.ranking.inconclusive_below
         analysis.summary = (f"Probable root cause (steered): {h.resource} ({h.fault_kind.value}), confidence "
                             f"{h.confidence:.0%}: {h.why}.") if not analysis.inconclusive else \
             f"Inconclusive (steered): best guesses {', '.join(x.resource for x in hyps[:3])}."
