@@ -6,14 +6,13 @@ prevention, skills). Decisions are journaled and audited in the same transaction
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 from vigil.errors import InputError, NotFound
 from vigil.model import HypothesisState, Investigation, Role
-from vigil.respond import actions, notify
+from vigil.respond import actions, jobs, notify
 from vigil.respond import skills as skill_mod
 from vigil.respond.actions import ActionContext, ActionError
 from vigil.respond.cause import from_journal
@@ -43,7 +42,6 @@ class RespondService:
         self.wake = wake or (lambda: None)
         self.touch = touch or (lambda _inv: None)
         self.judge = judge
-        self._threads: list[threading.Thread] = []
 
     # -- mitigation specs --------------------------------------------------------------------------
     def specs(self, space: str, inv_id: str, limit: int = 3) -> list[MitigationSpec]:
@@ -129,13 +127,25 @@ class RespondService:
         return token, a
 
     def run(self, space: str, action_id: str, token: str, actor: str, verify_async: bool = True) -> dict[str, Any]:
+        """Run an approved action now with its single-use token (the API's second step). Its recovery check
+        is a durable job (``respond.jobs``) unless ``verify_async`` is off (then checked once, now)."""
         a = self.store.get_action(action_id, space)
         act = self._action(space, a["kind"])
+        parsed = self._parsed(a)
+        a = self.store.consume(token, action_id, space, a["kind"], a["args_hash"], a["investigation_id"], actor)
+        return self._execute(a, act, parsed, actor, verify_async)
+
+    @staticmethod
+    def _parsed(a: dict[str, Any]) -> actions.ActionArgs:
         parsed = actions.parse_args(a["kind"], a["args"])
-        h = actions.args_hash(a["kind"], parsed)
-        if h != a["args_hash"]:
+        if actions.args_hash(a["kind"], parsed) != a["args_hash"]:
             raise InputError("the stored arguments do not match their approval")
-        a = self.store.consume(token, action_id, space, a["kind"], h, a["investigation_id"], actor)
+        return parsed
+
+    def _execute(self, a: dict[str, Any], act: actions.Action, parsed: actions.ActionArgs, actor: str,
+                 verify_async: bool = True) -> dict[str, Any]:
+        """Run a ``running`` action, record its result, post it, and check recovery."""
+        action_id, space = a["id"], a["space_id"]
         inv = self.state.get_investigation(a["investigation_id"])
         causes = from_journal(self.state.journal(inv.id))
         cause = next(iter(causes.values()), None)
@@ -153,18 +163,84 @@ class RespondService:
         self._publish(space, inv.id, "action", a, f"result:{a['id']}")
         if a["status"] == "succeeded" and a["verify"]:
             if verify_async:
-                t = threading.Thread(target=self._verify_later, args=(action_id, act.config.verify_timeout_s),
-                                     name=f"vigil-verify-{action_id}", daemon=True)
-                t.start()
-                self._threads.append(t)
+                self.schedule_check(a, act.config.verify_timeout_s)
             else:
                 a = self.verify(action_id, wait=False)
         return a
 
     def approve_and_run(self, space: str, action_id: str, actor: str, verify_async: bool = True) -> dict[str, Any]:
-        """One person's click (Slack, the console): the approval mints the token and the run uses it."""
+        """One person's click in the console: the approval mints the token and the run uses it, now."""
         token, _ = self.approve(space, action_id, actor)
         return self.run(space, action_id, token, actor, verify_async)
+
+    def approve_and_queue(self, space: str, action_id: str, actor: str) -> dict[str, Any]:
+        """One person's click where the answer cannot wait for the action (Slack wants one within 3 s): the
+        approval mints the token, which is used at once to queue the action; the server's job runner runs it
+        (``respond.jobs``), also after a restart. A replayed click finds the action approved already."""
+        token, a = self.approve(space, action_id, actor)
+        self._parsed(a)
+        a = self.store.consume(token, action_id, space, a["kind"], a["args_hash"], a["investigation_id"], actor,
+                               queue=True)
+        self.store.enqueue(space, a["investigation_id"], jobs.ACTION, "run",
+                           {"action_id": a["id"], "title": f"run {a['summary']}"[:300]}, f"{jobs.ACTION}:{a['id']}")
+        self.wake()
+        return a
+
+    def run_queued(self, action_id: str) -> dict[str, Any]:
+        """The job runner's part of ``approve_and_queue``: start the queued action once and run it. Found
+        ``running`` instead, the process that ran it stopped mid-run: it is marked failed, not run again."""
+        a = self.store.get_action(action_id)
+        if a["status"] == "running":
+            a = self.store.finish(action_id, False, {}, "interrupted: the server stopped while the action ran; "
+                                  "its effect is unknown, so check the system before approving it again", "vigil")
+            self.touch(a["investigation_id"])
+            self._publish(a["space_id"], a["investigation_id"], "action", a, f"result:{a['id']}")
+            return a
+        if a["status"] != "queued" or not self.store.start_queued(action_id):
+            return a
+        a = self.store.get_action(action_id)
+        try:
+            act = self._action(a["space_id"], a["kind"])
+            parsed = self._parsed(a)
+        except InputError as exc:
+            a = self.store.finish(action_id, False, {}, " ".join(str(exc).split())[:300], "vigil")
+            self.touch(a["investigation_id"])
+            self._publish(a["space_id"], a["investigation_id"], "action", a, f"result:{a['id']}")
+            return a
+        return self._execute(a, act, parsed, a["approved_by"])
+
+    def schedule_check(self, a: dict[str, Any], timeout_s: float) -> None:
+        """The recovery check as a durable job, due once the verify step's window holds only post-action data."""
+        v = Verify.model_validate(a["verify"])
+        now = datetime.now(UTC)
+        until = now.timestamp() + max(timeout_s, v.for_s)
+        due = now.timestamp() + v.for_s
+        self.store.enqueue(a["space_id"], a["investigation_id"], jobs.VERIFY, "verify",
+                           {"action_id": a["id"], "until": until, "title": f"recovery check after {a['summary']}"[:300]},
+                           f"{jobs.VERIFY}:{a['id']}", delay_s=v.for_s)
+        self.store_journal_note(a["investigation_id"], f"recovery check of {a['summary']} due at "
+                                f"{datetime.fromtimestamp(due, UTC):%H:%M:%S}Z: {v.series} of {v.resource} "
+                                f"{v.comparison} {v.threshold:g} over {v.for_s:g} s (checked until "
+                                f"{datetime.fromtimestamp(until, UTC):%H:%M:%S}Z)", "vigil",
+                                {"action": a["id"], "due": due, "until": until})
+        self.wake()
+
+    def check_recovery(self, action_id: str, until: float, now: float | None = None) -> dict[str, Any]:
+        """One evaluation of a scheduled recovery check. ``final``: recovered, or out of time (then the
+        answer is recorded, journaled and posted); otherwise it is checked again later."""
+        a = self.store.get_action(action_id)
+        if a["recovery"]:                       # recorded already (a job run twice)
+            return {**a["recovery"], "final": True}
+        v = Verify.model_validate(a["verify"])
+        t = now if now is not None else datetime.now(UTC).timestamp()
+        rec = check(v, self.sources, a["space_id"], t)
+        if not rec["recovered"] and t < until:
+            return {**rec, "final": False}
+        rec["checked_at"] = datetime.now(UTC).isoformat()
+        a = self.store.record_recovery(action_id, rec)
+        self.touch(a["investigation_id"])
+        self._publish(a["space_id"], a["investigation_id"], "recovery", a, f"recovery:{a['id']}")
+        return {**rec, "final": True}
 
     def verify(self, action_id: str, wait: bool = False, timeout_s: float = 600.0) -> dict[str, Any]:
         a = self.store.get_action(action_id)
@@ -176,16 +252,6 @@ class RespondService:
         self.touch(a["investigation_id"])
         self._publish(a["space_id"], a["investigation_id"], "recovery", a, f"recovery:{a['id']}")
         return a
-
-    def _verify_later(self, action_id: str, timeout_s: float) -> None:
-        try:
-            self.verify(action_id, wait=True, timeout_s=timeout_s)
-        except Exception:   # noqa: BLE001 - a background check; its failure is logged
-            log.exception("recovery check of %s failed", action_id)
-
-    def join(self, timeout: float = 5.0) -> None:
-        for t in list(self._threads):
-            t.join(timeout)
 
     # -- reads and small writes the interfaces need (so they never touch the store) ---------------------
     def enabled_actions(self, space: str) -> set[str]:

@@ -5,7 +5,7 @@ signature (``X-Slack-Signature: v0=hex(HMAC-SHA256(signing secret, "v0:<timestam
 - interactivity (``payload=<JSON>`` form bodies): ``block_actions`` from the buttons on Vigil's messages
   (Accept / Discard / Add note on a hypothesis, Approve on a proposed action) and the note modal's
   ``view_submission``. Only the Slack users the space lists as ``approvers`` may act; an approval runs
-  its action once (a replayed click finds it approved already and is refused);
+  its action once (a replayed click finds it approved already and is refused), queued as a durable job;
 - events (Events API JSON): ``url_verification``, and messages in an investigation's thread, which
   are chat questions (answered in the thread)."""
 
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import time
 from typing import Any
 from urllib.parse import parse_qs
@@ -129,13 +128,10 @@ def interactivity(service: Any, judge: Any, space: str, body: bytes, headers: An
                         view=note_modal(space, inv_id, hyp_id, f"#{h.rank} {h.resource} ({h.fault_kind.value})"))
                 out["results"].append({"action_id": aid, "modal": True})
             elif aid == "action_approve":
-                # the approval (atomic: a replayed click finds the action approved already) is given here;
-                # the action runs after the answer, as Slack wants one within 3 seconds
-                token, a = service.approve(space, value, actor)
-                t = threading.Thread(target=_run, args=(service, space, value, token, actor), daemon=True,
-                                     name=f"vigil-action-{value}")
-                t.start()
-                service._threads.append(t)
+                # the approval (atomic: a replayed click finds the action approved already) is given and
+                # used here; the action runs after the answer, as Slack wants one within 3 seconds, from
+                # the durable job queue (a restart in between does not lose it)
+                a = service.approve_and_queue(space, value, actor)
                 out["results"].append({"action_id": aid, "action": a["id"], "status": "approved"})
             else:
                 out["results"].append({"action_id": aid, "ignored": True})
@@ -143,13 +139,6 @@ def interactivity(service: Any, judge: Any, space: str, body: bytes, headers: An
             out["results"].append({"action_id": aid, "refused": " ".join(str(exc).split())[:300]})
             service.store_audit(space, actor, "slack-refused", aid, {"reason": " ".join(str(exc).split())[:300]})
     return out
-
-
-def _run(service: Any, space: str, action_id: str, token: str, actor: str) -> None:
-    try:
-        service.run(space, action_id, token, actor)
-    except Exception:   # noqa: BLE001 - recorded by the service; logged here
-        log.exception("running action %s from Slack failed", action_id)
 
 
 def events(service: Any, space: str, body: bytes, headers: Any, now: float | None = None) -> dict[str, Any]:

@@ -81,6 +81,7 @@ class Runtime:
         self._respond = None
         self._outbox = None
         self.alert_notes = AlertNotes(self._note, self.settings.alert_note_interval_s)
+        self._jobs = None
         self.started = False
 
     def _note(self, inv_id: str, kind: JournalKind, message: str, **kw) -> None:
@@ -101,9 +102,14 @@ class Runtime:
         if self._respond is None:
             from vigil.respond.service import RespondService
             self._respond = RespondService(self.state, self.app.sources, start_linked=self.start_linked,
-                                           wake=lambda: self._outbox.wake() if self._outbox else None,
+                                           wake=self._wake_respond,
                                            touch=self.feed.touch, judge=self.judge)
         return self._respond
+
+    def _wake_respond(self) -> None:
+        for loop in (self._outbox, self._jobs):
+            if loop is not None:
+                loop.wake()
 
     @property
     def dispatch(self):
@@ -152,6 +158,9 @@ class Runtime:
         self._outbox = Dispatcher(self.respond, interval_s=self.settings.outbox_interval_s,
                                   backoff_s=self.settings.outbox_backoff_s)
         self._outbox.start()
+        from vigil.respond.jobs import Jobs
+        self._jobs = Jobs(self.respond, interval_s=self.settings.outbox_interval_s)   # queued actions, checks
+        self._jobs.start()
         self.started = True
 
     def stop(self) -> None:
@@ -159,8 +168,9 @@ class Runtime:
         if self.started:
             if not self.settings.scaleout:
                 self.workers.stop()
-            if self._outbox is not None:
-                self._outbox.stop()
+            for loop in (self._outbox, self._jobs):
+                if loop is not None:
+                    loop.stop()
             self.started = False
         if self._dispatch is not None:
             self._dispatch.close()

@@ -138,7 +138,8 @@ class RespondStore:
                 raise NotFound(f"no investigation {inv_id!r}")
             same = s.scalar(select(ActionRow).where(ActionRow.investigation_id == inv_id, ActionRow.kind == kind,
                                                     ActionRow.args_hash == args_hash,
-                                                    ActionRow.status.in_(("proposed", "approved", "running"))))
+                                                    ActionRow.status.in_(("proposed", "approved", "queued",
+                                                                          "running"))))
             if same is not None:                 # the same action proposed twice is one proposal
                 return self._action(same)
             row = ActionRow(id=new_id("act"), space_id=space, investigation_id=inv_id, hypothesis_id=hyp_id,
@@ -188,10 +189,11 @@ class RespondStore:
             return token, self._action(r)
 
     def consume(self, token: str, action_id: str, space: str, kind: str, args_hash: str, inv_id: str,
-                actor: str) -> dict[str, Any]:
+                actor: str, queue: bool = False) -> dict[str, Any]:
         """Use an approval token once: one atomic UPDATE that matches only an unused, unexpired token bound
         to exactly this action, kind, argument hash and investigation; a replay (here or in another server
-        process on the same database) matches nothing and is refused. The action becomes ``running``."""
+        process on the same database) matches nothing and is refused. The action becomes ``running``, or
+        ``queued`` (``queue``: the server's durable job runner starts it, see ``start_queued``)."""
         now = _now()
         with self.session() as s, s.begin():
             res = s.execute(update(ApprovalRow).where(
@@ -202,11 +204,19 @@ class RespondStore:
             if res.rowcount != 1:
                 raise Refused(self._why_refused(s, token, action_id, kind, args_hash, now))
             moved = s.execute(update(ActionRow).where(ActionRow.id == action_id, ActionRow.status == "approved")
-                              .values(status="running", started_at=now))
+                              .values(status="queued" if queue else "running", started_at=None if queue else now))
             if moved.rowcount != 1:
                 raise Refused(f"action {action_id} is not waiting to run")
-            self.audit(s, actor, "action-run", space, action_id, {"kind": kind, "args_hash": args_hash})
+            self.audit(s, actor, "action-run", space, action_id, {"kind": kind, "args_hash": args_hash,
+                                                                   **({"queued": True} if queue else {})})
         return self.get_action(action_id)
+
+    def start_queued(self, action_id: str) -> bool:
+        """Move a queued action to ``running`` (one atomic UPDATE: of two job runners, one starts it)."""
+        with self.session() as s, s.begin():
+            moved = s.execute(update(ActionRow).where(ActionRow.id == action_id, ActionRow.status == "queued")
+                              .values(status="running", started_at=_now()))
+            return moved.rowcount == 1
 
     @staticmethod
     def _why_refused(s: Session, token: str, action_id: str, kind: str, args_hash: str, now: datetime) -> str:
@@ -255,13 +265,15 @@ class RespondStore:
                 "sent_at": _utc(r.sent_at), "result": r.result or {}, "dedup_key": r.dedup_key}
 
     def enqueue(self, space: str, inv_id: str | None, notifier: str, event: str, payload: dict[str, Any],
-                dedup_key: str) -> bool:
-        """Queue one update; the same ``dedup_key`` twice is queued once. Returns whether it was new."""
+                dedup_key: str, delay_s: float = 0.0) -> bool:
+        """Queue one update (due after ``delay_s``); the same ``dedup_key`` twice is queued once. Returns
+        whether it was new."""
         try:
             with self.session() as s, s.begin():
                 now = _now()
                 s.add(OutboxRow(space_id=space, investigation_id=inv_id, notifier=notifier, event=event,
-                                payload=payload, dedup_key=dedup_key[:300], status="pending", attempts=0, next_at=now,
+                                payload=payload, dedup_key=dedup_key[:300], status="pending", attempts=0,
+                                next_at=now + timedelta(seconds=max(0.0, delay_s)),
                                 last_error="", created_at=now, result={}))
         except IntegrityError:
             return False
@@ -274,22 +286,27 @@ class RespondStore:
         with self.session() as s:
             return set(s.scalars(select(OutboxRow.dedup_key).where(OutboxRow.dedup_key.in_([k[:300] for k in keys]))))
 
-    def claim(self, owner_lease_s: float = 60.0, limit: int = 20) -> list[dict[str, Any]]:
+    def claim(self, owner_lease_s: float = 60.0, limit: int = 20, only: tuple[str, ...] = (),
+              exclude: tuple[str, ...] = (), ordered: bool = True) -> list[dict[str, Any]]:
         """Due pending updates, leased so that another dispatcher (process) does not send them too. Updates
-        of one investigation and notifier go in order: a later one waits for the earlier."""
+        of one investigation and notifier go in order (``ordered``): a later one waits for the earlier.
+        ``only`` / ``exclude`` pick items by notifier (the durable respond jobs share the table)."""
         now = _now()
         out = []
         with self.session() as s, s.begin():
-            rows = s.scalars(select(OutboxRow).where(
-                OutboxRow.status == "pending", OutboxRow.next_at <= now,
-                or_(OutboxRow.claimed_until.is_(None), OutboxRow.claimed_until < now))
-                .order_by(OutboxRow.id).limit(limit * 4)).all()
+            q = select(OutboxRow).where(OutboxRow.status == "pending", OutboxRow.next_at <= now,
+                                        or_(OutboxRow.claimed_until.is_(None), OutboxRow.claimed_until < now))
+            if only:
+                q = q.where(OutboxRow.notifier.in_(only))
+            if exclude:
+                q = q.where(OutboxRow.notifier.not_in(exclude))
+            rows = s.scalars(q.order_by(OutboxRow.id).limit(limit * 4)).all()
             blocked: set[tuple[str | None, str]] = set()
             for r in rows:
-                key = (r.investigation_id, r.notifier)
+                key = (r.investigation_id, r.notifier) if ordered else (str(r.id), r.notifier)
                 earlier = s.scalar(select(func.count()).select_from(OutboxRow).where(
                     OutboxRow.investigation_id == r.investigation_id, OutboxRow.notifier == r.notifier,
-                    OutboxRow.status == "pending", OutboxRow.id < r.id)) if r.investigation_id else 0
+                    OutboxRow.status == "pending", OutboxRow.id < r.id)) if r.investigation_id and ordered else 0
                 if key in blocked or earlier:
                     blocked.add(key)
                     continue

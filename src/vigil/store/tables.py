@@ -226,7 +226,7 @@ class ActionRow(Base):
     args: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     args_hash: Mapped[str] = mapped_column(String(64))
     summary: Mapped[str] = mapped_column(Text, default="")
-    status: Mapped[str] = mapped_column(String(20))     # proposed|approved|running|succeeded|failed|expired
+    status: Mapped[str] = mapped_column(String(20))     # proposed|approved|queued|running|succeeded|failed
     proposed_by: Mapped[str] = mapped_column(String(200), default="")
     approved_by: Mapped[str] = mapped_column(String(200), default="")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

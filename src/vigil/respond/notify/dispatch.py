@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from vigil.errors import NotFound
+from vigil.respond.jobs import JOBS
 from vigil.respond.notify import build
 from vigil.respond.notify.base import Failure, Message
 
@@ -59,7 +60,7 @@ class Dispatcher:
     def tick(self) -> int:
         self.queue_conclusions()
         sent = 0
-        for item in self.store.claim():
+        for item in self.store.claim(exclude=JOBS):          # the respond jobs have their own runner
             sent += self.deliver(item)
         return sent
 
