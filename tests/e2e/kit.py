@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -176,3 +177,99 @@ def wait_for(fn, timeout: float = 60.0, interval: float = 0.1, what: str = "cond
             return last
         time.sleep(interval)
     raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
+
+
+# -- a real Prometheus and Alertmanager (Debian's packages) ---------------------------------------------
+PROMETHEUS = shutil.which("prometheus")
+ALERTMANAGER = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
+
+
+def need_prometheus() -> None:
+    import pytest
+    if not PROMETHEUS or not ALERTMANAGER:
+        pytest.fail("prometheus and prometheus-alertmanager are not installed "
+                    "(apt-get install prometheus prometheus-alertmanager; .ci/run does it)")
+
+
+def start_logged(cmd: list[str], log: Path) -> subprocess.Popen:
+    fh = open(log, "wb")  # noqa: SIM115 - closed with the process
+    return subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def http_ready(url: str, timeout: float = 60.0) -> None:
+    def up():
+        try:
+            return httpx.get(url, timeout=1.0).status_code == 200
+        except httpx.HTTPError:
+            return False
+    wait_for(up, timeout, 0.2, url)
+
+
+class PrometheusStack:
+    """A real Prometheus scraping ``targets`` every second and evaluating ``rules`` (YAML), and a real
+    Alertmanager posting its alerts (and their resolution) to ``webhook_url`` with a bearer token."""
+
+    def __init__(self, folder: Path, webhook_url: str, token: str, targets: list[str], rules: str) -> None:
+        self.folder, self.webhook_url, self.token, self.targets, self.rules = folder, webhook_url, token, targets, rules
+        self.procs: list[subprocess.Popen] = []
+        self.prom_port, self.am_port = free_port(), free_port()
+        self.prom_url = f"http://127.0.0.1:{self.prom_port}"
+
+    def __enter__(self) -> PrometheusStack:
+        need_prometheus()
+        f = self.folder
+        (f / "am.yml").write_text(f"""
+route:
+  receiver: vigil
+  group_by: [alertname]
+  group_wait: 1s
+  group_interval: 5s
+  repeat_interval: 1h
+receivers:
+  - name: vigil
+    webhook_configs:
+      - url: {self.webhook_url}
+        send_resolved: true
+        http_config:
+          authorization:
+            type: Bearer
+            credentials: {self.token}
+""")
+        (f / "rules.yml").write_text(self.rules)
+        targets = ", ".join(f'"{t}"' for t in self.targets)
+        (f / "prometheus.yml").write_text(f"""
+global:
+  scrape_interval: 1s
+  evaluation_interval: 1s
+alerting:
+  alertmanagers:
+    - static_configs:
+        - targets: ["127.0.0.1:{self.am_port}"]
+rule_files: ["{f / 'rules.yml'}"]
+scrape_configs:
+  - job_name: shop
+    static_configs:
+      - targets: [{targets}]
+""")
+        self.procs.append(start_logged([ALERTMANAGER, f"--config.file={f / 'am.yml'}", f"--storage.path={f / 'am-data'}",
+                                        f"--web.listen-address=127.0.0.1:{self.am_port}", "--cluster.listen-address="],
+                                       f / "alertmanager.log"))
+        self.procs.append(start_logged([PROMETHEUS, f"--config.file={f / 'prometheus.yml'}",
+                                        f"--storage.tsdb.path={f / 'prom-data'}",
+                                        f"--web.listen-address=127.0.0.1:{self.prom_port}"], f / "prometheus.log"))
+        http_ready(f"http://127.0.0.1:{self.am_port}/-/ready")
+        http_ready(f"{self.prom_url}/-/ready")
+        return self
+
+    def scraping(self, job: str = "shop") -> bool:
+        r = httpx.get(f"{self.prom_url}/api/v1/query", params={"query": f"up{{job='{job}'}}"}).json()
+        return any(x["value"][1] == "1" for x in r["data"]["result"])
+
+    def __exit__(self, *exc) -> None:
+        for proc in self.procs:
+            proc.terminate()
+        for proc in self.procs:
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()

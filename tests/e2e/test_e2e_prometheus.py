@@ -8,7 +8,6 @@ Needs Debian's `prometheus` and `prometheus-alertmanager` (installed by .ci/run)
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 import time
@@ -16,74 +15,11 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import httpx
-import pytest
 
-from e2e.kit import ServeProcess, free_port, read_events, vigil_cli, wait_for
+from e2e.kit import PrometheusStack, ServeProcess, free_port, read_events, start_logged, vigil_cli, wait_for
 
 HERE = Path(__file__).resolve().parent
-PROMETHEUS = shutil.which("prometheus")
-ALERTMANAGER = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
-
-
-def _need_binaries() -> None:
-    if not PROMETHEUS or not ALERTMANAGER:
-        pytest.fail("prometheus and prometheus-alertmanager are not installed "
-                    "(apt-get install prometheus prometheus-alertmanager; .ci/run does it)")
-
-
-def _start(cmd: list[str], log: Path) -> subprocess.Popen:
-    fh = open(log, "wb")  # noqa: SIM115 - closed with the process
-    return subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
-
-
-def _ready(url: str, timeout: float = 60.0) -> None:
-    def up():
-        try:
-            return httpx.get(url, timeout=1.0).status_code == 200
-        except httpx.HTTPError:
-            return False
-    wait_for(up, timeout, 0.2, url)
-
-
-def test_alertmanager_alert_starts_an_investigation_that_finds_the_root_cause(tmp_path):
-    _need_binaries()
-    home = tmp_path / "vigil"
-    assert vigil_cli("space", "create", "shop", "--description", "the e2e shop", home=home).returncode == 0
-    p = vigil_cli("token", "create", "--space", "shop", "--role", "operator", "--name", "alertmanager", home=home)
-    assert p.returncode == 0, p.stderr
-    operator = p.stdout.strip()
-    viewer = vigil_cli("token", "create", "--space", "shop", "--role", "viewer", home=home).stdout.strip()
-
-    procs: list[subprocess.Popen] = []
-    vigil = ServeProcess(home).start()
-    try:
-        shop_port, am_port, prom_port = free_port(), free_port(), free_port()
-        # the instrumented app: 5 minutes of history, then live traffic; cart breaks after 20 s
-        fault_after = 20.0
-        procs.append(_start([sys.executable, str(HERE / "shop_app.py"), "--otlp", vigil.url, "--token", operator,
-                             "--prom-port", str(shop_port), "--backfill", "300", "--fault-after", str(fault_after),
-                             "--duration", "240", "--rps", "25"], tmp_path / "shop.log"))
-        (tmp_path / "am.yml").write_text(f"""
-route:
-  receiver: vigil
-  group_by: [alertname]
-  group_wait: 1s
-  group_interval: 5s
-  repeat_interval: 1h
-receivers:
-  - name: vigil
-    webhook_configs:
-      - url: {vigil.url}/v1/spaces/shop/webhooks/alertmanager
-        send_resolved: true
-        http_config:
-          authorization:
-            type: Bearer
-            credentials: {operator}
-""")
-        procs.append(_start([ALERTMANAGER, f"--config.file={tmp_path / 'am.yml'}",
-                             f"--storage.path={tmp_path / 'am-data'}", f"--web.listen-address=127.0.0.1:{am_port}",
-                             "--cluster.listen-address="], tmp_path / "alertmanager.log"))
-        (tmp_path / "rules.yml").write_text("""
+RULES = """
 groups:
   - name: shop
     rules:
@@ -95,32 +31,32 @@ groups:
           service: frontend
         annotations:
           summary: Checkout requests are failing
-""")
-        (tmp_path / "prometheus.yml").write_text(f"""
-global:
-  scrape_interval: 1s
-  evaluation_interval: 1s
-alerting:
-  alertmanagers:
-    - static_configs:
-        - targets: ["127.0.0.1:{am_port}"]
-rule_files: ["{tmp_path / 'rules.yml'}"]
-scrape_configs:
-  - job_name: shop
-    static_configs:
-      - targets: ["127.0.0.1:{shop_port}"]
-""")
-        procs.append(_start([PROMETHEUS, f"--config.file={tmp_path / 'prometheus.yml'}",
-                             f"--storage.tsdb.path={tmp_path / 'prom-data'}",
-                             f"--web.listen-address=127.0.0.1:{prom_port}"], tmp_path / "prometheus.log"))
-        _ready(f"http://127.0.0.1:{am_port}/-/ready")
-        _ready(f"http://127.0.0.1:{prom_port}/-/ready")
+"""
+
+
+def test_alertmanager_alert_starts_an_investigation_that_finds_the_root_cause(tmp_path):
+    home = tmp_path / "vigil"
+    assert vigil_cli("space", "create", "shop", "--description", "the e2e shop", home=home).returncode == 0
+    p = vigil_cli("token", "create", "--space", "shop", "--role", "operator", "--name", "alertmanager", home=home)
+    assert p.returncode == 0, p.stderr
+    operator = p.stdout.strip()
+    viewer = vigil_cli("token", "create", "--space", "shop", "--role", "viewer", home=home).stdout.strip()
+
+    procs: list[subprocess.Popen] = []
+    vigil = ServeProcess(home).start()
+    shop_port = free_port()
+    stack = PrometheusStack(tmp_path, f"{vigil.url}/v1/spaces/shop/webhooks/alertmanager", operator,
+                            [f"127.0.0.1:{shop_port}"], RULES)
+    try:
+        stack.__enter__()
+        # the instrumented app: 5 minutes of history, then live traffic; cart breaks after 20 s
+        fault_after = 20.0
+        procs.append(start_logged([sys.executable, str(HERE / "shop_app.py"), "--otlp", vigil.url, "--token", operator,
+                                   "--prom-port", str(shop_port), "--backfill", "300", "--fault-after", str(fault_after),
+                                   "--duration", "240", "--rps", "25"], tmp_path / "shop.log"))
 
         # Prometheus scrapes the app; the rule fires; Alertmanager posts; an incident and an investigation
-        def target_up():
-            r = httpx.get(f"http://127.0.0.1:{prom_port}/api/v1/query", params={"query": "up{job='shop'}"}).json()
-            return any(x["value"][1] == "1" for x in r["data"]["result"])
-        wait_for(target_up, 60, 0.5, "Prometheus scraping the shop")
+        wait_for(stack.scraping, 60, 0.5, "Prometheus scraping the shop")
 
         client = vigil.client(viewer)
         incidents = wait_for(lambda: client.get("/v1/spaces/shop/incidents").json(), 120, 0.5,
@@ -175,4 +111,5 @@ scrape_configs:
                 proc.wait(15)
             except subprocess.TimeoutExpired:
                 proc.kill()
+        stack.__exit__(None, None, None)
         vigil.stop()

@@ -1,15 +1,18 @@
 """End to end, respond: a real deploy breaks a real service and Vigil helps the on-call through to recovery.
 
-Real processes: ``vigil serve``; the OpenTelemetry-SDK shop app exporting over OTLP. The release v2 of
-the shop ships with a typo in its environment (``CART_DATABSE_URL``): its cart fails every call with
-``KeyError: 'CART_DATABASE_URL'``. The deploy is recorded by a signed GitHub ``deployment`` webhook; an
-Alertmanager webhook reports the checkout errors. Then, as an on-call would see it:
+Real processes: ``vigil serve``; the OpenTelemetry-SDK shop app exporting over OTLP and serving its
+Prometheus metrics; Debian's Prometheus scraping it and evaluating an alert rule; Debian's Alertmanager
+posting the alert to Vigil. The release v2 of the shop ships with a typo in its environment
+(``CART_DATABSE_URL``): its cart fails every call with ``KeyError: 'CART_DATABASE_URL'``. The deploy is
+recorded by a signed GitHub ``deployment`` webhook; Prometheus sees the checkout errors and Alertmanager
+pages Vigil. Then, as an on-call would see it:
 
 the conclusion names the deploy -> a Slack thread gets the conclusion and the mitigation spec, with an
 Approve button for the rollback -> an approver clicks it (a signed interactivity payload) -> the signed
 webhook action calls the deployer, which really restarts the previous release -> the same click replayed
 is refused -> the recovery is verified from the app's own telemetry and posted to the thread -> the Jira
-ticket gets each update -> the post-incident report lists all of it.
+ticket gets each update -> the alert resolves in Prometheus and Alertmanager tells Vigil, which closes
+the incident -> the post-incident report lists all of it.
 
 Slack's Web API, Jira and the deployer are local stand-ins (tests/respond/standins.py); everything else
 is real."""
@@ -26,7 +29,7 @@ from urllib.parse import urlencode
 
 from respond.standins import JIRA_EMAIL, JIRA_TOKEN, SLACK_TOKEN, StandIn, slack_sign
 
-from e2e.kit import ServeProcess, vigil_cli, wait_for
+from e2e.kit import PrometheusStack, ServeProcess, free_port, vigil_cli, wait_for
 from vigil.integrations import github
 
 HERE = Path(__file__).resolve().parent
@@ -36,13 +39,26 @@ GITHUB = "e2e-github-webhook-secret-0123456789"
 ENV = {"VIGIL_SECRET_SLACK_BOT": SLACK_TOKEN, "VIGIL_SECRET_SLACK_SIGNING": SIGNING,
        "VIGIL_SECRET_DEPLOYER": DEPLOYER, "VIGIL_SECRET_JIRA": JIRA_TOKEN, "VIGIL_OUTBOX_INTERVAL_S": "0.5"}
 V1, V2 = "1f0c2a9e4b7d3c5a8e6f0b1d2c3a4e5f6a7b8c9d", "9e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b3a2f1e0d"
+RULES = """
+groups:
+  - name: shop
+    rules:
+      - alert: CheckoutErrors
+        expr: shop_error_ratio{service="frontend"} > 0.2
+        for: 2s
+        labels:
+          severity: page
+          service: frontend
+        annotations:
+          summary: Checkout requests are failing
+"""
 
 
 class Shop:
     """The shop's releases as processes: start one, stop it, roll back to the previous one."""
 
-    def __init__(self, url: str, token: str, logs: Path) -> None:
-        self.url, self.token, self.logs = url, token, logs
+    def __init__(self, url: str, token: str, logs: Path, prom_port: int) -> None:
+        self.url, self.token, self.logs, self.prom_port = url, token, logs, prom_port
         self.proc: subprocess.Popen | None = None
         self.history: list[str] = []
 
@@ -56,7 +72,8 @@ class Shop:
         fh = open(self.logs / f"shop-{version}-{len(self.history)}.log", "wb")  # noqa: SIM115 - closed with it
         self.proc = subprocess.Popen([sys.executable, str(HERE / "shop_app.py"), "--otlp", self.url, "--token",
                                       self.token, "--backfill", str(backfill), "--duration", "900", "--rps", "25",
-                                      "--require-env", "CART_DATABASE_URL"], env=env, stdout=fh,
+                                      "--require-env", "CART_DATABASE_URL", "--prom-port", str(self.prom_port)],
+                                     env=env, stdout=fh,
                                      stderr=subprocess.STDOUT, start_new_session=True)
         self.history.append(version)
 
@@ -87,9 +104,12 @@ def test_a_bad_deploy_from_alert_to_recovery_and_report(tmp_path):
     deploys: list[dict] = []
     with StandIn(deployer_secret=DEPLOYER, on_deploy=deploys.append) as s:
         vigil = ServeProcess(home, env=ENV).start()
-        shop = Shop(vigil.url, operator, tmp_path)
+        shop = Shop(vigil.url, operator, tmp_path, free_port())
+        stack = PrometheusStack(tmp_path, f"{vigil.url}/v1/spaces/shop/webhooks/alertmanager", operator,
+                                [f"127.0.0.1:{shop.prom_port}"], RULES)
         s.on_deploy = lambda body: (deploys.append(body), shop.rollback(body))
         try:
+            stack.__enter__()
             with vigil.client(admin) as a:
                 for path, body in (
                     ("/v1/spaces/shop/integrations/github", {"secret": GITHUB}),
@@ -106,8 +126,9 @@ def test_a_bad_deploy_from_alert_to_recovery_and_report(tmp_path):
                     r = a.put(path, json=body)
                     assert r.status_code == 200, (path, r.text)
 
-            # v1 runs well, with five minutes of history
+            # v1 runs well, with five minutes of history; Prometheus scrapes it
             shop.deploy("v1", backfill=300)
+            wait_for(stack.scraping, 60, 0.5, "Prometheus scraping the shop")
             time.sleep(15)
             # the deploy of v2: GitHub says so (signed), then the release starts failing
             deployed_at = datetime.now(UTC)
@@ -124,21 +145,14 @@ def test_a_bad_deploy_from_alert_to_recovery_and_report(tmp_path):
                 assert r.status_code == 202 and r.json()["accepted"] == 1, r.text
             shop.deploy("v2")
             failing_since = datetime.now(UTC)
-            time.sleep(25)
-            # the checkout errors page someone (Alertmanager's webhook, version 4)
-            alert = {"version": "4", "status": "firing", "receiver": "vigil", "groupKey": "{}:{alertname=\"CheckoutErrors\"}",
-                     "groupLabels": {"alertname": "CheckoutErrors"}, "commonLabels": {"alertname": "CheckoutErrors"},
-                     "commonAnnotations": {}, "externalURL": "http://alertmanager:9093", "truncatedAlerts": 0,
-                     "alerts": [{"status": "firing", "labels": {"alertname": "CheckoutErrors", "service": "frontend",
-                                                                "severity": "page"},
-                                 "annotations": {"summary": "Checkout requests are failing"},
-                                 "startsAt": failing_since.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
-                                 "endsAt": "0001-01-01T00:00:00Z", "generatorURL": "http://prometheus/graph",
-                                 "fingerprint": "c0ffee0123456789"}]}
+            # the checkout errors page someone: Prometheus' rule fires, Alertmanager posts it to Vigil
             with vigil.client(operator) as o:
-                r = o.post("/v1/spaces/shop/webhooks/alertmanager", json=alert)
-                assert r.status_code == 202, r.text
-                inv_id = r.json()["outcomes"][0]["investigation_id"]
+                inc = wait_for(lambda: next((i for i in o.get("/v1/spaces/shop/incidents").json()
+                                             if i.get("investigation_id")), None), 120, 0.5, "the page from Alertmanager")
+                inc = o.get(f"/v1/spaces/shop/incidents/{inc['id']}").json()
+                assert inc["source"] == "alertmanager" and inc["alerts"][0]["labels"]["alertname"] == "CheckoutErrors"
+                assert datetime.fromisoformat(inc["alerts"][0]["starts_at"]) >= failing_since
+                inv_id = inc["investigation_id"]
                 inv = wait_for(lambda: (lambda j: j if j["status"] in ("concluded", "inconclusive", "failed") else None)(
                     o.get(f"/v1/spaces/shop/investigations/{inv_id}").json()), 180, 1.0, "the conclusion")
                 hyps = o.get(f"/v1/spaces/shop/investigations/{inv_id}/hypotheses").json()
@@ -183,6 +197,10 @@ def test_a_bad_deploy_from_alert_to_recovery_and_report(tmp_path):
                                         and "Recovered after" in r.params().get("text", "")], 60, 0.5, "the recovery post")
             assert replies[0].params()["thread_ts"] == root_ts
             assert all(p["thread_ts"] == root_ts for p in s.posted[1:])        # every update in the one thread
+            # the alert resolves in Prometheus; Alertmanager tells Vigil, which closes the incident
+            with vigil.client(operator) as o:
+                wait_for(lambda: o.get(f"/v1/spaces/shop/incidents/{inc['id']}").json()["status"] == "resolved",
+                         120, 1.0, "the resolved alert from Alertmanager")
             # the ticket: created with the conclusion, then a comment for every update
             wait_for(lambda: len(s.of("/jira/rest/api/3/issue/OPS-")) >= 3, 60, 0.5, "the Jira comments")
             created = s.of("/jira/rest/api/3/issue")[0].json()["fields"]
@@ -206,5 +224,6 @@ def test_a_bad_deploy_from_alert_to_recovery_and_report(tmp_path):
                     assert a in acts, (a, acts)
         finally:
             shop.stop()
+            stack.__exit__(None, None, None)
             vigil.stop()
 
