@@ -1,15 +1,21 @@
 """Alert storms (issue #13): a 5,000-alert delivery is recorded whole but summarised in the journal, and one
-space's storm does not stall another space's API."""
+space's storm does not stall another space's API (per-space admission, reads that never wait for a write)."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import threading
 import time
 
+import httpx
 import pytest
-from e2e.kit import live_server
+from e2e.kit import ServeProcess, live_server
 
-from vigil.model import AlertOutcome, IncomingAlert, JournalKind, Role
+from vigil.model import AgentSpace, AlertOutcome, IncomingAlert, JournalKind, Role
+from vigil.server.admission import Admission, Busy
 from vigil.server.alertnotes import AlertNotes
+from vigil.store.state import StateStore
 
 
 @pytest.fixture(scope="module")
@@ -100,3 +106,111 @@ def test_notes_are_coalesced_per_interval_and_none_is_lost_at_shutdown():
         deliver(i)
     notes.stop()                                    # shutdown writes what is held
     assert notes.held() == 0 and written[-1][2]["count"] == 10 and len(written) == 5
+
+
+# -- per-space fairness -----------------------------------------------------------------------------
+def test_one_spaces_storm_does_not_stall_another_spaces_api(tmp_path):
+    """Space A receives four 5,000-alert deliveries at once while space B's API is used: B's requests are
+    answered within a generous bound (they took up to 12 s before: every read waited for A's writes, and
+    each of A's alerts was a journal transaction), and every alert of A is recorded."""
+    home = tmp_path / "home"
+    home.mkdir()
+    st = StateStore(f"sqlite:///{home / 'state.db'}")
+    for sp in ("a", "b"):
+        st.put_space(AgentSpace(id=sp, name=sp))
+    op_a = st.create_token("a", Role.OPERATOR)[0]
+    op_b = st.create_token("b", Role.OPERATOR)[0]
+    st.close()
+    bodies = [json.dumps(storm(5000, prefix=f"d{k}-")).encode() for k in range(4)]
+    srv = ServeProcess(home, workers=1).start()
+    try:
+        lat: list[float] = []
+        stop = threading.Event()
+
+        def use_b() -> None:
+            with srv.client(op_b) as c:
+                for _ in range(5):                           # warm: the first requests of a process are slow
+                    c.get("/v1/spaces/b/investigations")
+                while not stop.is_set():
+                    t0 = time.perf_counter()
+                    assert c.get("/v1/spaces/b/investigations").status_code == 200
+                    assert c.get("/v1/spaces/b/incidents").status_code == 200
+                    lat.append(time.perf_counter() - t0)
+                    time.sleep(0.02)
+
+        answers: list[int] = []
+
+        def flood(body: bytes) -> None:
+            with httpx.Client(base_url=srv.url, timeout=300, headers={"Authorization": f"Bearer {op_a}",
+                                                                       "Content-Type": "application/json"}) as c:
+                answers.append(c.post("/v1/spaces/a/webhooks/alertmanager", content=body).status_code)
+
+        b = threading.Thread(target=use_b)
+        b.start()
+        while len(lat) < 5:
+            time.sleep(0.05)
+        before = len(lat)
+        floods = [threading.Thread(target=flood, args=(body,)) for body in bodies]
+        for t in floods:
+            t.start()
+        for t in floods:
+            t.join()
+        stop.set()
+        b.join()
+        during = sorted(lat[before:])
+        assert answers == [202] * 4
+        assert len(during) >= 5, during
+        p50, worst = during[len(during) // 2], during[-1]
+        assert p50 < 0.5 and worst < 3.0, f"space B's API during A's storm: p50 {p50:.2f} s, max {worst:.2f} s"
+        with srv.client(op_a) as c:
+            incs = c.get("/v1/spaces/a/incidents").json()
+            assert sum(i["alert_count"] for i in incs) == 20000
+    finally:
+        srv.stop()
+
+
+def test_admission_bounds_a_spaces_concurrent_ingest_and_never_holds_back_another_space():
+    async def main():
+        adm = Admission(per_space=2, total=3, queue=2, wait_s=5.0)
+        running = {"a": 0, "b": 0}
+        peak = {"a": 0, "b": 0}
+        order: list[str] = []
+        gate = asyncio.Event()
+
+        async def job(space: str, name: str):
+            async with adm.slot(space):
+                running[space] += 1
+                peak[space] = max(peak[space], running[space])
+                order.append(name)
+                await gate.wait()
+                running[space] -= 1
+
+        a_jobs = [asyncio.create_task(job("a", f"a{i}")) for i in range(4)]    # 2 run, 2 wait
+        await asyncio.sleep(0.05)
+        assert order == ["a0", "a1"] and adm.waiting("a") == 2
+        with pytest.raises(Busy):                        # a fifth would be the third waiting: refused at once
+            async with adm.slot("a"):
+                pass
+        b_job = asyncio.create_task(job("b", "b0"))     # another space is not behind a's queue
+        await asyncio.sleep(0.05)
+        assert order == ["a0", "a1", "b0"]
+        gate.set()
+        await asyncio.gather(*a_jobs, b_job)
+        assert peak == {"a": 2, "b": 1} and order[3:] == ["a2", "a3"] and adm.rejected == 1
+        slow = Admission(per_space=1, total=1, queue=5, wait_s=0.1)
+        hold = asyncio.Event()
+
+        async def holder():
+            async with slow.slot("a"):
+                await hold.wait()
+
+        h = asyncio.create_task(holder())
+        await asyncio.sleep(0.01)
+        with pytest.raises(Busy) as exc:                 # waited past wait_s: 503 with Retry-After
+            async with slow.slot("a"):
+                pass
+        assert exc.value.retry_after > 0 and slow.waiting("a") == 0
+        hold.set()
+        await h
+
+    asyncio.run(main())

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import urllib.parse
 import urllib.request
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Annotated
 
 from fastapi import APIRouter, Request
@@ -26,6 +28,7 @@ from vigil.ingest import otlp
 from vigil.integrations import WebhookRejected, alertmanager, generic, grafana, pagerduty, sns
 from vigil.integrations.common import load_json, resolve_secret
 from vigil.model import IncomingAlert, Role
+from vigil.server.admission import Busy
 
 router = APIRouter(responses=ERROR_RESPONSES)
 OtlpWriter = Annotated[Principal, need_own_space(Role.OPERATOR)]
@@ -59,7 +62,8 @@ async def _otlp(request: Request, signal: str, who: Principal) -> Response:
         return dec, rt.ingest.store(signal, space, dec)
 
     try:
-        dec, stored = await run_in_threadpool(work)
+        async with admitted(request, space):
+            dec, stored = await run_in_threadpool(work)
     except otlp.OtlpError as exc:
         rt.metrics.otlp_requests.labels(signal, "rejected").inc()
         return Response(otlp.status_body(ctype, 3, str(exc)), status_code=exc.status, media_type=ctype)
@@ -92,12 +96,32 @@ async def otlp_metrics(request: Request, who: OtlpWriter):
 _WEBHOOK_BODY = {"requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}}}
 
 
+@asynccontextmanager
+async def admitted(request: Request, space: str) -> AsyncIterator[None]:
+    """Run a delivery's work in one of the space's ingest slots (``vigil.server.admission``): a space's
+    storm waits its turn without holding the threads other spaces' requests need."""
+    try:
+        async with _rt(request).admission.slot(space):
+            yield
+    except Busy as exc:
+        raise ApiError(503, str(exc), {"Retry-After": str(exc.retry_after)}) from None
+
+
+async def _parse(parse, body: bytes) -> list[IncomingAlert]:
+    """JSON and the trigger's parser off the event loop (a storm's delivery is megabytes)."""
+    return await run_in_threadpool(lambda: parse(load_json(body)))
+
+
 async def _accept(request: Request, space: str, kind: str, alerts: list[IncomingAlert], actor: str):
     rt = _rt(request)
-    outcomes = await run_in_threadpool(rt.accept_alerts, space, alerts, actor) if alerts else []
+
+    def work() -> bytes:
+        outcomes = rt.accept_alerts(space, alerts, actor) if alerts else []
+        return AlertsAccepted(accepted=len(alerts), outcomes=[o.model_dump() for o in outcomes]).model_dump_json()
+
+    body = await run_in_threadpool(work)
     rt.metrics.webhooks.labels(kind).inc()
-    return JSONResponse(AlertsAccepted(accepted=len(alerts), outcomes=[o.model_dump() for o in outcomes])
-                        .model_dump(), status_code=202)
+    return Response(body, status_code=202, media_type="application/json")
 
 
 def _rejected(request: Request, kind: str, exc: WebhookRejected) -> None:
@@ -130,12 +154,14 @@ def _signing_secret(request: Request, space: str, kind: str) -> str:
              tags=["webhooks"], openapi_extra=_WEBHOOK_BODY,
              summary="Prometheus Alertmanager webhook (version 4); authenticate with an operator token")
 async def webhook_alertmanager(request: Request, space: SpacePath, who: Operator):
-    try:
-        alerts = alertmanager.parse(load_json(await request.body()))
-    except WebhookRejected as exc:
-        _rejected(request, "alertmanager", exc)
-        raise
-    return await _accept(request, space, "alertmanager", alerts, f"alertmanager via {who.actor}")
+    body = await request.body()
+    async with admitted(request, space):
+        try:
+            alerts = await _parse(alertmanager.parse, body)
+        except WebhookRejected as exc:
+            _rejected(request, "alertmanager", exc)
+            raise
+        return await _accept(request, space, "alertmanager", alerts, f"alertmanager via {who.actor}")
 
 
 @router.post("/v1/spaces/{space}/webhooks/grafana", response_model=AlertsAccepted, status_code=202,
@@ -157,11 +183,12 @@ async def webhook_grafana(request: Request, space: SpacePath):
                                     "HMAC signature, once the space has a grafana secret)", CHALLENGE)
             grafana.verify(body, request.headers, secret, config, _rt(request).settings.webhook_tolerance_s)
             actor = "grafana (signed)"
-        alerts = grafana.parse(load_json(body))
+        async with admitted(request, space):
+            alerts = await _parse(grafana.parse, body)
+            return await _accept(request, space, "grafana", alerts, actor)
     except WebhookRejected as exc:
         _rejected(request, "grafana", exc)
         raise
-    return await _accept(request, space, "grafana", alerts, actor)
 
 
 @router.post("/v1/spaces/{space}/webhooks/pagerduty", response_model=AlertsAccepted, status_code=202,
@@ -172,11 +199,12 @@ async def webhook_pagerduty(request: Request, space: SpacePath):
     try:
         secret = await run_in_threadpool(_signing_secret, request, space, "pagerduty")
         pagerduty.verify(body, request.headers.get(pagerduty.HEADER), secret)
-        alerts = pagerduty.parse(load_json(body))
+        async with admitted(request, space):
+            alerts = await _parse(pagerduty.parse, body)
+            return await _accept(request, space, "pagerduty", alerts, "pagerduty (signed)")
     except WebhookRejected as exc:
         _rejected(request, "pagerduty", exc)
         raise
-    return await _accept(request, space, "pagerduty", alerts, "pagerduty (signed)")
 
 
 @router.post("/v1/spaces/{space}/webhooks/generic", response_model=AlertsAccepted, status_code=202,
@@ -188,11 +216,12 @@ async def webhook_generic(request: Request, space: SpacePath):
         secret = await run_in_threadpool(_signing_secret, request, space, "generic")
         generic.verify(body, request.headers.get(generic.SIGNATURE), request.headers.get(generic.TIMESTAMP), secret,
                        _rt(request).settings.webhook_tolerance_s)
-        alerts = generic.parse(load_json(body))
+        async with admitted(request, space):
+            alerts = await _parse(generic.parse, body)
+            return await _accept(request, space, "generic", alerts, "generic webhook (signed)")
     except WebhookRejected as exc:
         _rejected(request, "generic", exc)
         raise
-    return await _accept(request, space, "generic", alerts, "generic webhook (signed)")
 
 
 @router.post("/v1/spaces/{space}/webhooks/sns", response_model=AlertsAccepted, status_code=202,
@@ -218,7 +247,8 @@ async def webhook_sns(request: Request, space: SpacePath):
         raise
     kind = msg["Type"]
     if kind == "Notification":
-        return await _accept(request, space, "sns", sns.parse_cloudwatch(msg), "sns (signed)")
+        async with admitted(request, space):
+            return await _accept(request, space, "sns", sns.parse_cloudwatch(msg), "sns (signed)")
     outcome = "unsubscribed"
     if kind == "SubscriptionConfirmation":
         outcome = "subscription-pending"

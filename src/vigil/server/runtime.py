@@ -24,6 +24,7 @@ from vigil.model import (
     JournalKind,
     StartingPoint,
 )
+from vigil.server.admission import Admission
 from vigil.server.alertnotes import AlertNotes
 from vigil.server.feed import ChangeFeed
 from vigil.server.metrics import ServerMetrics
@@ -82,6 +83,8 @@ class Runtime:
         self._outbox = None
         self.alert_notes = AlertNotes(self._note, self.settings.alert_note_interval_s)
         self._jobs = None
+        self.admission = Admission(self.settings.ingest_per_space, self.settings.ingest_total,
+                                   self.settings.ingest_queue, self.settings.ingest_wait_s)
         self.started = False
 
     def _note(self, inv_id: str, kind: JournalKind, message: str, **kw) -> None:

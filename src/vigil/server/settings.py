@@ -39,6 +39,10 @@ class ServerSettings:
     first_answer_window_s: float = 10.0     # a full analysis waits at most this long behind others' first answers
     outbox_interval_s: float = 1.0          # how often the outbox is looked at (a new update wakes it at once)
     outbox_backoff_s: float = 2.0           # the first retry of a failed delivery; doubles each time (max 5 min)
+    ingest_per_space: int = 2               # alert deliveries and OTLP exports of one space worked on at once
+    ingest_total: int = 8                   # ... of all spaces (the rest of the thread pool stays for the API)
+    ingest_queue: int = 64                  # deliveries of one space waiting for a slot before 503 + Retry-After
+    ingest_wait_s: float = 30.0             # the longest a delivery waits for a slot before 503 + Retry-After
     alert_note_interval_s: float = 10.0     # an investigation gets at most one note per outcome this often in a storm
     api_docs: bool = False                  # /docs and /redoc load scripts from a CDN: only when asked for
     broker_url: str = ""                    # scale-out: investigations run on `vigil worker`s fed by this broker
@@ -62,6 +66,10 @@ class ServerSettings:
             first_answer_window_s=_float("VIGIL_FIRST_ANSWER_WINDOW_S", cls.first_answer_window_s),
             outbox_interval_s=_float("VIGIL_OUTBOX_INTERVAL_S", cls.outbox_interval_s),
             outbox_backoff_s=_float("VIGIL_OUTBOX_BACKOFF_S", cls.outbox_backoff_s),
+            ingest_per_space=_int("VIGIL_SPACE_INGEST_CONCURRENCY", cls.ingest_per_space),
+            ingest_total=_int("VIGIL_INGEST_CONCURRENCY", cls.ingest_total),
+            ingest_queue=_int("VIGIL_SPACE_INGEST_QUEUE", cls.ingest_queue),
+            ingest_wait_s=_float("VIGIL_SPACE_INGEST_WAIT_S", cls.ingest_wait_s),
             alert_note_interval_s=_float("VIGIL_ALERT_NOTE_INTERVAL_S", cls.alert_note_interval_s),
             api_docs=os.environ.get("VIGIL_API_DOCS", "").lower() in ("1", "true", "yes"),
             broker_url=os.environ.get("VIGIL_BROKER_URL", "").strip(),
