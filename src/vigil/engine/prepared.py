@@ -15,10 +15,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import re
-import warnings
 from functools import cached_property
 
 import networkx as nx
@@ -28,7 +26,8 @@ import pandas as pd
 from vigil.engine import roles
 from vigil.engine.observation import Observation
 from vigil.engine.settings import Settings
-from vigil.frames import call_edges
+from vigil.engine.stats import median
+from vigil.frames import call_edges, python_strings
 from vigil.model import EdgeKind, FaultKind
 
 SIGNALS = ("metrics", "logs", "spans", "changes", "topology")
@@ -41,7 +40,7 @@ def series_step(ts: np.ndarray) -> float:
         return 60.0
     d = np.diff(np.sort(ts))
     d = d[d > 0]
-    return float(np.median(d)) if len(d) else 60.0
+    return median(d) if len(d) else 60.0
 
 
 def _plain(df: pd.DataFrame) -> pd.DataFrame:
@@ -259,19 +258,6 @@ class Prepared:
     def log_levels(self) -> np.ndarray:
         from vigil.engine.templates import levels
         return levels(self.logs) if len(self.logs) else np.array([], dtype=object)
-
-
-@contextlib.contextmanager
-def python_strings():
-    """The analyzers do their string work in Python: plain object columns, and frames built inside
-    the engine kept that way, are 10-20 % faster than pandas' Arrow-backed strings. pandas 3 still
-    offers (and deprecates) the switch; without it this does nothing. The option is process-wide:
-    the engine runs in worker processes, the CLI and the benchmark."""
-    with warnings.catch_warnings(), contextlib.ExitStack() as stack:
-        warnings.filterwarnings("ignore", message=".*future.infer_string.*")
-        with contextlib.suppress(KeyError, ValueError, pd.errors.OptionError):
-            stack.enter_context(pd.option_context("future.infer_string", False))
-        yield
 
 
 __all__ = ["SIGNALS", "FaultKind", "Prepared", "python_strings", "series_step"]

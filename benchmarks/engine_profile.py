@@ -1,0 +1,110 @@
+"""Where the engine's time goes, case by case, on the recorded datasets: fetching the observation, then
+each analyzer (a ``Prepared`` part an analyzer is the first to ask for is counted in that analyzer).
+
+Usage: python benchmarks/engine_profile.py [PATH ...] [--only SUBSTR] [--every K] [--cases N]
+                                           [--profile] [--json OUT]
+
+Runs ``observe`` + ``analyze`` on every K-th labeled case (at most N per recording) of every recording
+found, the way ``vigil bench`` does, and prints one Markdown table: per dataset, the median seconds per
+case of each part, the wall-clock total and the process's CPU seconds (less sensitive to other work
+on a shared machine; the load average at the start and the end is printed too). ``--json`` writes every
+case's whole ranking (resource, fault kind, confidence, score, why), which
+``benchmarks/compare_rankings.py`` compares between two runs (speed work must leave it identical).
+``--profile`` adds a cProfile of the analysis (top functions by own time)."""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import json
+import os
+import pstats
+import resource
+import statistics
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+from vigil.agent.investigator import observe
+from vigil.engine import Settings, analyze
+from vigil.errors import InputError
+from vigil.ingest import discover
+from vigil.store.telemetry import TelemetryStore
+
+DEFAULT = Path(__file__).resolve().parents[2] / "shared/datasets"
+
+
+def group_of(dataset: str) -> str:
+    return dataset
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("paths", nargs="*", default=[str(DEFAULT)])
+    ap.add_argument("--only", action="append", default=[], help="keep recordings whose dataset contains this")
+    ap.add_argument("--every", type=int, default=1, help="every K-th labeled case of a recording")
+    ap.add_argument("--cases", type=int, default=0, help="at most this many cases per recording (0: all)")
+    ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--json", type=Path)
+    args = ap.parse_args()
+    settings = Settings()
+    recs = [r for r in discover([Path(p) for p in args.paths]) if any(c.label for c in r.cases)]
+    if args.only:
+        recs = [r for r in recs if any(o in f"{r.dataset}/{r.name}" for o in args.only)]
+    load0 = os.getloadavg()[0]
+    prof = cProfile.Profile() if args.profile else None
+    rows: dict[str, list[dict]] = defaultdict(list)
+    rankings: dict[str, list] = {}
+    t_all = time.perf_counter()
+    for rec in recs:
+        store = TelemetryStore(":memory:")
+        with store.transaction() as w:
+            rec.load(w, "p")
+        cases = [c for c in rec.cases if c.label][:: max(1, args.every)]
+        if args.cases:
+            cases = cases[: args.cases]
+        for c in cases:
+            onset = c.alert.at.timestamp()
+            t0, c0 = time.perf_counter(), time.process_time()
+            try:
+                obs = observe(store, "p", onset, c.alert, settings)
+            except InputError:
+                continue
+            t1 = time.perf_counter()
+            if prof:
+                prof.enable()
+            a = analyze(obs, settings)
+            if prof:
+                prof.disable()
+            t2 = time.perf_counter()
+            row = {"observe": t1 - t0, "analyze": t2 - t1, "total": t2 - t0, "cpu": time.process_time() - c0}
+            for name, _, data in a.notes:
+                if "seconds" in data:
+                    row[name] = row.get(name, 0.0) + data["seconds"]
+            rows[group_of(c.dataset)].append(row)
+            rankings[f"{c.dataset}/{c.id}"] = [
+                [h.resource, h.fault_kind.value, h.confidence, h.score, h.why] for h in a.hypotheses]
+        store.close()
+    total = time.perf_counter() - t_all
+    load1 = os.getloadavg()[0]
+    cols = ["observe", "local", "excess", "patterns", "logs", "changes", "deviation", "metric-evidence",
+            "span-evidence", "analyze", "total", "cpu"]
+    print(f"load average {load0:.1f} at start, {load1:.1f} at end; {total:.1f} s in all; "
+          f"peak {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB\n")
+    print("| dataset | cases | " + " | ".join(cols) + " |")
+    print("|---|---|" + "---|" * len(cols))
+    for ds, rs in sorted(rows.items()):
+        med = [statistics.median(r.get(k, 0.0) for r in rs) for k in cols]
+        print(f"| {ds} | {len(rs)} | " + " | ".join(f"{v:.3f}" for v in med) + " |")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(rankings, indent=0))
+    if prof:
+        print()
+        pstats.Stats(prof).sort_stats("tottime").print_stats(40)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
