@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pandas as pd
 
 from vigil.engine import Analysis, Observation, Settings, analyze
+from vigil.engine.analyzers.views import attach as attach_views
 from vigil.errors import InputError
 from vigil.frames import call_edges
 from vigil.model import Alert, Investigation, InvestigationStatus, JournalKind, Trigger, TriggerKind, Window
@@ -166,6 +167,7 @@ class Investigator:
                     return None
             analysis = analyze(obs, self.settings)
             conclude_with_change(analysis, obs, trig)   # steering; a change before the onset named as the cause
+            attach_views(analysis.hypotheses, analysis.findings)   # what the console, reports and MCP show
             for analyzer, message, data in analysis.notes:
                 journal(JournalKind.ANALYSIS, f"{analyzer}: {message}", source="engine", data=data)
             stored = st.replace_hypotheses(inv.id, analysis.hypotheses)

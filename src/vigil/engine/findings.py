@@ -150,8 +150,31 @@ class SeriesStop:
     restarts: int = 0
 
 
+@dataclass
+class TraceExemplar:
+    """One trace through a service after the onset, its spans as rows (for a waterfall)."""
+
+    trace_id: str = ""
+    why: str = ""
+    spans: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class ChangeTimeline:
+    """Every change event the observation holds (for a timeline on the charts' time axis)."""
+
+    changes: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class Neighbourhood:
+    """The edges around a service and its callers (for the propagation path on the topology)."""
+
+    edges: list[dict[str, str]] = field(default_factory=list)
+
+
 Detail = (SeriesShift | SeriesChart | EdgeShift | PatternChange | LogShift | ChangeEvent | ExcessShare
-          | SpanEvidence | SeriesStop)
+          | SpanEvidence | SeriesStop | TraceExemplar | ChangeTimeline | Neighbourhood)
 
 
 @dataclass

@@ -13,6 +13,7 @@ from vigil.engine.analyzers.metric_evidence import MetricEvidence
 from vigil.engine.analyzers.patterns import Patterns
 from vigil.engine.analyzers.resources import Resources
 from vigil.engine.analyzers.span_evidence import Spans
+from vigil.engine.analyzers.views import Views
 
 ANALYZERS: tuple[Analyzer, ...] = (
     Local(),
@@ -24,6 +25,7 @@ ANALYZERS: tuple[Analyzer, ...] = (
     Deviation(),
     MetricEvidence(),
     Spans(),
+    Views(),
 )
 
 

@@ -182,13 +182,19 @@ class VigilTools:
 
     @staticmethod
     def _hyp(h: Hypothesis, evidence: int) -> dict[str, Any]:
+        from vigil.model import EvidenceKind
+        found = [e for e in h.evidence if e.kind is not EvidenceKind.VIEW]
+        views = [e for e in h.evidence if e.kind is EvidenceKind.VIEW]    # what the console draws, saved
         return {"id": h.id, "rank": h.rank, "resource": h.resource, "fault_kind": h.fault_kind.value,
                 "confidence": number(h.confidence), "why": h.why, "propagation_path": h.path,
                 "state": h.state.value, **({"note": h.note} if h.note else {}),
                 "evidence": [{"kind": e.kind.value, "resource": e.resource, "title": compact(e.title),
                               "score": number(e.score), "detail": compact(e.detail, max_list=12, max_str=300)}
-                             for e in h.evidence[:evidence]],
-                "evidence_total": len(h.evidence)}
+                             for e in found[:evidence]],
+                "evidence_total": len(found),
+                **({"views": [{"view": str(e.detail.get("category", "")), "title": compact(e.title),
+                               "detail": compact({k: v for k, v in e.detail.items() if k not in ("category", "family")},
+                                                 max_list=12, max_str=300)} for e in views]} if views else {})}
 
     def hypotheses(self, caller: Caller, investigation_id: str, limit: int = 5,
                    evidence_per_hypothesis: int = 5) -> dict[str, Any]:

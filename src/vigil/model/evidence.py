@@ -13,6 +13,8 @@ class EvidenceKind(StrEnum):
     LOG = "log"              # a log template: counts before/after, sample lines
     TRACE = "trace"          # per-service latency/error attribution, trace exemplars
     CHANGE = "change"        # a deploy, config change or manual action near the onset
+    VIEW = "view"            # what people look at, saved with the investigation: a chart, log templates, an
+                             # exemplar trace, the changes in the window, the neighbourhood on the topology
 
 
 class Evidence(BaseModel):

@@ -8,8 +8,9 @@ import html
 import json
 import re
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
-from vigil.model import Hypothesis, Investigation, JournalEntry
+from vigil.model import Evidence, EvidenceKind, Hypothesis, Investigation, JournalEntry
 from vigil.report.charts import metric_chart
 
 FORMATS = ("md", "json", "html")
@@ -89,11 +90,29 @@ def _markdown(d: ReportData) -> str:
                                f"{t(tpl['after'])} after ({t(tpl['shift'])})")
                 for line in e.detail.get("samples", [])[:2]:
                     out.append(f"  - sample: {md_code(line, 200)}")
+                out += [f"  - {t(line)}" for line in _view_lines(e)]
             out.append("")
     out += ["## Journal", "", "| # | time | kind | what | rows |", "|---|---|---|---|---|"]
     out += [f"| {j.seq} | {j.ts:%H:%M:%S} | {t(j.kind.value)} | {t(j.message, 300)}"
             f"{' — ' + t(j.query) if j.query else ''} | {'' if j.rows is None else j.rows} |" for j in d.journal]
     return "\n".join(out) + "\n"
+
+
+def _view_lines(ev: Evidence, limit: int = 12) -> list[str]:
+    """A saved view (an exemplar trace, the change events, the neighbourhood) as plain lines."""
+    if ev.kind is not EvidenceKind.VIEW:
+        return []
+    d = ev.detail
+    if d.get("category") == "trace":
+        return [f"{s.get('resource', '')} {s.get('operation', '')}: {float(s.get('duration_ms', 0)):.1f} ms"
+                + (" (failed)" if s.get("error") else "") for s in (d.get("spans") or [])[:limit]]
+    if d.get("category") == "changes":
+        return [f"{datetime.fromtimestamp(float(c.get('ts', 0)), UTC):%Y-%m-%d %H:%M:%S}Z {c.get('kind', '')} "
+                f"{c.get('resource', '')}: {c.get('description', '')}"[:300] for c in (d.get("changes") or [])[-limit:]]
+    if d.get("category") == "neighbourhood":
+        edges = d.get("edges") or []
+        return [", ".join(f"{x.get('src', '')} -> {x.get('dst', '')}" for x in edges[:40])[:1000]] if edges else []
+    return []
 
 
 def _chart(detail: dict, width: int = 520, height: int = 140) -> str:
@@ -145,6 +164,9 @@ def _html(d: ReportData) -> str:
                     body.append("</table>")
                 for line in (ev.detail.get("samples") or [])[:2]:
                     body.append(f"<p class='mut'><code>{e(line[:300])}</code></p>")
+                lines = _view_lines(ev)
+                if lines:
+                    body.append("<ul>" + "".join(f"<li>{e(line)}</li>" for line in lines) + "</ul>")
             body.append("</div>")
     body.append("<h2>Journal</h2><table><tr><th>#</th><th>time</th><th>kind</th><th>what</th><th>rows</th></tr>")
     body += [f"<tr><td>{j.seq}</td><td>{j.ts:%H:%M:%S}</td><td>{e(j.kind.value)}</td><td>{e(j.message)}"

@@ -344,12 +344,8 @@ def _findings(request: Request, ctx: Ctx, space: str, inv_id: str, h: str | None
     hyps = rt.state.hypotheses(inv_id)
     chosen = next((x for x in hyps if x.id == h), hyps[0] if hyps else None)
     ev = None
-    if chosen is not None:
-        try:
-            topo = rt.app.sources.topology(space)
-        except Exception:           # noqa: BLE001 - the graph is optional; the rest of the page is not
-            topo = rt.telemetry.topology(space)
-        ev = evidence_view.build(rt.app.sources, space, inv, chosen, topo)
+    if chosen is not None:           # from what the investigation saved: no source is read
+        ev = evidence_view.build(inv, chosen)
     return {"inv": inv, "hyps": hyps, "chosen": chosen, "ev": ev, "Markup": Markup}
 
 
