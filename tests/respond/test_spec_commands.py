@@ -85,3 +85,21 @@ def test_a_cpu_spec_has_steps_verification_undo_and_risks():
     assert "### Verify recovery" in md and "kubectl scale deployment/cart --replicas=2 -n shop" in md
     back = MitigationSpec.model_validate_json(spec.model_dump_json())
     assert back == spec and json.loads(spec.model_dump_json())["steps"][0]["commands"][0]["shell"]
+
+
+def test_a_cpu_spec_verifies_a_series_not_a_role():
+    """Engine v2's local evidence names a role ("cpu") and a fold change, not a series with a baseline: the
+    verify step takes the charted series (here CpuUsage(m), as on the shipped Train-Ticket incident), never a
+    threshold of zero on a series that does not exist."""
+    local = Evidence(kind=EvidenceKind.METRIC, resource="cart", title="cpu x169.3 (z=8.1)",
+                     detail={"category": "cpu", "family": "local", "metric": "cpu", "d": 5.1, "z": 8.1})
+    chart = Evidence(kind=EvidenceKind.METRIC, resource="cart", title="CpuUsage(m) rose to 500.1",
+                     detail={"category": "cpu", "family": "evidence", "metric": "CpuUsage(m)",
+                             "baseline_median": 2.985, "baseline_scale": 0.3, "peak_value": 500.1})
+    spec = build(_hyp("cart", FaultKind.CPU, [local, chart]), investigation_id="inv_1", namespace="shop")
+    assert spec.verify.series == "CpuUsage(m)" and spec.verify.threshold == pytest.approx(2.985 + 0.2 * 497.115)
+    view = Evidence(kind=EvidenceKind.VIEW, resource="cart", title="CpuUsage(m): moved most",
+                    detail={"category": "chart", "metric": "CpuUsage(m)", "baseline_median": 3.0,
+                            "baseline_scale": 0.5, "peak_value": 103.0})
+    spec = build(_hyp("cart", FaultKind.CPU, [local, view]), investigation_id="inv_1", namespace="shop")
+    assert spec.verify.series == "CpuUsage(m)" and spec.verify.threshold == pytest.approx(23.0)

@@ -261,7 +261,12 @@ def verify_for(h: Hypothesis, for_s: float = 60.0) -> Verify:
     ev = {e.detail.get("category"): e for e in h.evidence}
     errors = next((e for e in h.evidence if e.kind is EvidenceKind.TRACE and e.detail.get("category") == "errors"), None)
     if h.fault_kind in (FaultKind.CPU, FaultKind.MEMORY, FaultKind.DISK):
-        m = next((e for e in h.evidence if e.kind is EvidenceKind.METRIC and e.detail.get("metric")), None)
+        # a charted series with its baseline (a local shift names a role, "cpu", not a series): one of the
+        # fault kind's role first, then any, then the series of the saved views that moved most
+        charted = [e for e in h.evidence if e.kind in (EvidenceKind.METRIC, EvidenceKind.VIEW)
+                   and e.detail.get("metric") and "baseline_median" in e.detail]
+        m = next((e for e in charted if e.kind is EvidenceKind.METRIC and e.detail.get("category") == h.fault_kind.value),
+                 next((e for e in charted if e.kind is EvidenceKind.METRIC), next(iter(charted), None)))
         if m is not None:
             med, scale = float(m.detail.get("baseline_median") or 0.0), float(m.detail.get("baseline_scale") or 0.0)
             peak = m.detail.get("peak_value")
