@@ -3,12 +3,15 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 
+import duckdb
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
+from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from vigil.errors import InputError, NotFound, VigilError
@@ -55,6 +58,32 @@ ERROR_RESPONSES = {code: {"model": ErrorOut, "description": desc} for code, desc
     (422, "Invalid parameters or body"))}
 
 
+def storage_problem(exc: BaseException) -> str | None:
+    """What a storage failure means for a sender, or None when ``exc`` is not one."""
+    seen, e = 0, exc
+    while e is not None and seen < 5:
+        text = str(e).lower()
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT) or "disk is full" in text \
+                or "no space left" in text:
+            return "the server's disk is full"
+        e, seen = e.__cause__ or e.__context__, seen + 1
+    if isinstance(exc, OperationalError | InterfaceError):
+        return "the state database is unavailable"
+    if isinstance(exc, duckdb.IOException | duckdb.FatalException):
+        return "the telemetry store is unavailable"
+    return None
+
+
+async def _storage(r: Request, exc: Exception):
+    what = storage_problem(exc)
+    if what is None:            # an OSError of another kind: a bug, as any other exception
+        route = getattr(r.scope.get("route"), "path", "?")
+        log.error("internal error on %s %s: %s", r.method, route, type(exc).__name__)
+        return error(500, "internal error")
+    log.error("%s (%s on %s %s)", what, type(exc).__name__, r.method, getattr(r.scope.get("route"), "path", "?"))
+    return error(503, f"{what}; nothing was stored, retry later", {"Retry-After": "10"})
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api(_r: Request, exc: ApiError):
@@ -87,6 +116,12 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(_r: Request, exc: StarletteHTTPException):
         return error(exc.status_code, str(exc.detail), getattr(exc, "headers", None))
+
+    # storage that cannot take a write now (a full disk, a database restarting): 503 with Retry-After, so
+    # that senders (Alertmanager, OTLP exporters, ...) retry; nothing of the request was committed
+    for kind in (OperationalError, InterfaceError, duckdb.IOException, duckdb.FatalException,
+                 duckdb.TransactionException, OSError):
+        app.add_exception_handler(kind, _storage)
 
     @app.exception_handler(Exception)
     async def _bug(r: Request, exc: Exception):

@@ -63,7 +63,10 @@ class TelemetryStore:
                 yield TelemetryWriter(self._con)
                 self._con.execute("COMMIT")
             except BaseException:
-                self._con.execute("ROLLBACK")
+                try:
+                    self._con.execute("ROLLBACK")
+                except duckdb.Error:    # a failed COMMIT (a full disk) already rolled back: keep its error
+                    pass
                 raise
 
     def drop_space(self, space: str) -> None:
