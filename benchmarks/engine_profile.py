@@ -88,8 +88,8 @@ def main() -> int:
         store.close()
     total = time.perf_counter() - t_all
     load1 = os.getloadavg()[0]
-    cols = ["observe", "local", "excess", "patterns", "logs", "changes", "deviation", "metric-evidence",
-            "span-evidence", "analyze", "total", "cpu"]
+    from vigil.engine.registry import ANALYZERS
+    cols = ["observe", *[a.name for a in ANALYZERS], "analyze", "total", "cpu"]
     print(f"load average {load0:.1f} at start, {load1:.1f} at end; {total:.1f} s in all; "
           f"peak {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB\n")
     print("| dataset | cases | " + " | ".join(cols) + " |")

@@ -38,7 +38,9 @@ class Config:
     charts: int = 3                 # series charted per candidate
     chart_points: int = 240         # points kept per chart
     templates: int = 5              # log templates per candidate
-    max_log_lines: int = 20_000     # lines of one candidate mined at most
+    max_log_lines: int = 20_000     # lines of one candidate mined at most...
+    log_before_s: float = 900.0     # ...from this long before the onset...
+    log_after_s: float = 300.0      # ...to this long after it
     trace_spans: int = 80           # spans of the exemplar trace kept
     changes: int = 50               # change events kept
     caller_depth: int = 4           # callers this many calls away are in the neighbourhood
@@ -60,10 +62,12 @@ class Views:
     def analyze(self, p: Prepared, config: Config) -> list[Finding]:
         out: list[Finding] = []
         changes = _changes(p, config)
+        charts = _charts(p, config)
+        traces = _traces(p, config)
         for r in sorted(p.focus or ()):
-            out += _charts(p, r, config)
+            out += charts.get(r, [])
             out += _templates(p, r, config)
-            out += _trace(p, r, config)
+            out += traces.get(r, [])
             out += _neighbourhood(p, r, config)
             if changes is not None:
                 out.append(Finding(r, "evidence", "changes", EvidenceKind.VIEW, 0.0,
@@ -71,35 +75,53 @@ class Views:
         return out
 
 
-def _charts(p: Prepared, r: str, c: Config) -> list[Finding]:
+def _charts(p: Prepared, c: Config) -> dict[str, list[Finding]]:
+    """Every candidate's series scored at once (medians by group), then the strongest few charted."""
     m = p.metrics
     if m.empty:
-        return []
-    m = m[m["resource"] == r]
-    scored = []
-    for name, g in m.groupby("name", sort=False):
-        ts, v = g["ts"].to_numpy(dtype=float), g["value"].to_numpy(dtype=float)
-        order = np.argsort(ts)
-        ts, v = ts[order], v[order]
-        base, inc = v[ts < p.onset], v[ts >= p.onset]
-        if len(base) < 3 or len(inc) < 1:
-            continue
-        med = float(np.median(base))
-        scale = max(float(np.median(np.abs(base - med))) * 1.4826, 0.05 * abs(med), 1e-9)
-        i = int(np.argmax(np.abs(inc - med)))
-        z = min(float(abs(inc[i] - med)) / scale, c.z_cap)
-        near = ts >= p.onset - c.pre_s
-        series = [[float(a), float(b)] for a, b in zip(ts[near][-c.chart_points:], v[near][-c.chart_points:],
-                                                         strict=True)]
-        scored.append((z, str(name), SeriesChart(metric=str(name), baseline_median=med, baseline_scale=scale,
-                                                 peak_value=float(inc[i]), z=z, n_baseline=len(base),
-                                                 n_incident=len(inc), series=series, onset=p.onset,
-                                                 anomalous_from=p.onset, anomalous_to=float(ts[-1]))))
-    scored.sort(key=lambda x: (-x[0], x[1]))
-    return [Finding(r, "evidence", "chart", EvidenceKind.VIEW, 0.0,
-                    f"{name}: the series of {r} that moved most at the onset (deviation "
-                    f"{'at least ' if z >= c.z_cap else ''}{z:.1f} robust scales)",
-                    detail=d) for z, name, d in scored[:c.charts]]
+        return {}
+    m = m[m["resource"].isin(p.focus)]
+    if m.empty:
+        return {}
+    m.attrs = {}                    # a source's notes would be deep-copied by every step below
+    key = ["resource", "name"]
+    before = m[m["ts"] < p.onset]
+    after = m[m["ts"] >= p.onset]
+    stats = before.groupby(key, sort=False)["value"].agg(["median", "size"])
+    stats = stats[stats["size"] >= 3]
+    if stats.empty or after.empty:
+        return {}
+    dev = before.join(stats["median"], on=key)
+    stats["mad"] = (dev["value"] - dev["median"]).abs().groupby([dev["resource"], dev["name"]], sort=False).median()
+    stats["scale"] = np.maximum.reduce([stats["mad"].to_numpy() * 1.4826, 0.05 * stats["median"].abs().to_numpy(),
+                                        np.full(len(stats), 1e-9)])
+    stats["n_after"] = after.groupby(key, sort=False).size()
+    inc = after.join(stats[["median", "scale", "size", "n_after"]], on=key, how="inner")
+    if inc.empty:
+        return {}
+    inc = inc.assign(dz=(inc["value"] - inc["median"]).abs() / inc["scale"])
+    peak = inc.loc[inc.groupby(key, sort=False)["dz"].idxmax()]
+    peak = peak.assign(z=np.minimum(peak["dz"].to_numpy(), c.z_cap)).sort_values(["resource", "z", "name"],
+                                                                                 ascending=[True, False, True])
+    picked = peak.groupby("resource", sort=False).head(c.charts)
+    out: dict[str, list[Finding]] = {}
+    want = set(zip(picked["resource"], picked["name"], strict=True))
+    series = {k: g for k, g in m[m["ts"] >= p.onset - c.pre_s].groupby(key, sort=False) if k in want}
+    for x in picked.itertuples(index=False):
+        r, name, z = str(x.resource), str(x.name), float(x.z)
+        g = series.get((x.resource, x.name))
+        g = g.sort_values("ts").tail(c.chart_points) if g is not None else g
+        pts = [list(ab) for ab in zip(g["ts"].astype(float).tolist(), g["value"].astype(float).tolist(),
+                                      strict=True)] if g is not None else []
+        d = SeriesChart(metric=name, baseline_median=float(x.median), baseline_scale=float(x.scale),
+                        peak_value=float(x.value), z=z, n_baseline=int(x.size),
+                        n_incident=int(x.n_after), series=pts, onset=p.onset,
+                        anomalous_from=p.onset, anomalous_to=float(pts[-1][0]) if pts else p.onset)
+        out.setdefault(r, []).append(Finding(
+            r, "evidence", "chart", EvidenceKind.VIEW, 0.0,
+            f"{name}: the series of {r} that moved most at the onset (deviation "
+            f"{'at least ' if z >= c.z_cap else ''}{z:.1f} robust scales)", detail=d))
+    return out
 
 
 def _templates(p: Prepared, r: str, c: Config) -> list[Finding]:
@@ -107,11 +129,13 @@ def _templates(p: Prepared, r: str, c: Config) -> list[Finding]:
     lg = p.logs
     if lg.empty:
         return []
-    rows = np.flatnonzero(lg["resource"].to_numpy(object) == r)[-c.max_log_lines:]
+    ts = lg["ts"].to_numpy(dtype=float)
+    near = (ts >= p.onset - c.log_before_s) & (ts <= p.onset + c.log_after_s)
+    rows = np.flatnonzero(near & (lg["resource"].to_numpy(object) == r))[-c.max_log_lines:]
     if len(rows) == 0:
         return []
     ids = p.template_ids(rows)
-    ts = lg["ts"].to_numpy(dtype=float)[rows]
+    ts = ts[rows]
     bodies = lg["body"].to_numpy(object)[rows]
     a, b = float(ts.min()), float(ts.max())
     after = ts >= p.onset
@@ -140,25 +164,33 @@ def _templates(p: Prepared, r: str, c: Config) -> list[Finding]:
                     f"{len(out)} log templates of {r} changed at the onset", detail=detail)]
 
 
-def _trace(p: Prepared, r: str, c: Config) -> list[Finding]:
+def _traces(p: Prepared, c: Config) -> dict[str, list[Finding]]:
+    """One exemplar trace per candidate: a failed request through it after the onset, else its slowest."""
     sp = p.spans
     if sp.empty:
-        return []
-    mine = sp[(sp["resource"] == r) & (sp["start"].astype(float) >= p.onset)]
+        return {}
+    mine = sp[sp["resource"].isin(p.focus) & (sp["start"].to_numpy(dtype=float) >= p.onset)]
     if mine.empty:
-        return []
-    err = mine[mine["error"].astype(bool)]
-    pick = (err if not err.empty else mine).sort_values("duration_ms", ascending=False).iloc[0]
-    tid = str(pick["trace_id"])
-    why = ("a failed request through " if not err.empty else "the slowest request through ") + f"{r} after the onset"
-    tr = sp[sp["trace_id"] == tid].sort_values("start").head(c.trace_spans)
-    rows = [{"trace_id": tid, "span_id": str(x.span_id), "parent_id": str(x.parent_id or ""),
-             "resource": str(x.resource), "operation": str(x.operation), "start": float(x.start),
-             "duration_ms": float(x.duration_ms), "error": bool(x.error)}
-            for x in tr[["span_id", "parent_id", "resource", "operation", "start", "duration_ms",
-                         "error"]].itertuples(index=False)]
-    return [Finding(r, "evidence", "trace", EvidenceKind.VIEW, 0.0, f"exemplar trace {tid}: {why}",
-                    detail=TraceExemplar(trace_id=tid, why=why, spans=rows))]
+        return {}
+    mine.attrs = {}
+    mine = mine.assign(failed=mine["error"].astype(bool))
+    pick = mine.sort_values(["resource", "failed", "duration_ms"], ascending=[True, False, False]) \
+        .drop_duplicates("resource")
+    tids = set(pick["trace_id"])
+    rows_of = {t: g for t, g in sp[sp["trace_id"].isin(tids)].groupby("trace_id", sort=False)}
+    out: dict[str, list[Finding]] = {}
+    for x in pick.itertuples(index=False):
+        r, tid = str(x.resource), str(x.trace_id)
+        why = ("a failed request through " if x.failed else "the slowest request through ") + f"{r} after the onset"
+        tr = rows_of[x.trace_id].sort_values("start").head(c.trace_spans)
+        rows = [{"trace_id": tid, "span_id": str(s.span_id), "parent_id": str(s.parent_id or ""),
+                 "resource": str(s.resource), "operation": str(s.operation), "start": float(s.start),
+                 "duration_ms": float(s.duration_ms), "error": bool(s.error)}
+                for s in tr[["span_id", "parent_id", "resource", "operation", "start", "duration_ms",
+                             "error"]].itertuples(index=False)]
+        out[r] = [Finding(r, "evidence", "trace", EvidenceKind.VIEW, 0.0, f"exemplar trace {tid}: {why}",
+                          detail=TraceExemplar(trace_id=tid, why=why, spans=rows))]
+    return out
 
 
 def _changes(p: Prepared, c: Config) -> ChangeTimeline | None:
