@@ -142,15 +142,36 @@ class Deployment:
 
 
 # -- the storm ------------------------------------------------------------------------------------
-class Watch(threading.Thread):
-    """An operator's view of one investigation: its live journal until it ends."""
+def _ts(text: str) -> float:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
-    def __init__(self, url: str, space: str, token: str, inv: str, t0: float) -> None:
+
+class Watch(threading.Thread):
+    """An operator's view of one investigation: its live journal until it ends (``--watch sse``). With
+    ``--watch journal`` nothing is watched while the storm runs; afterwards ``from_journal`` reads the
+    times from the journal (the preliminary ranking's entry, the finish), against the delivery's send time."""
+
+    def __init__(self, url: str, space: str, token: str, inv: str, t0: float, wall0: float) -> None:
         super().__init__(daemon=True)
-        self.url, self.space, self.token, self.inv, self.t0 = url, space, token, inv, t0
+        self.url, self.space, self.token, self.inv, self.t0, self.wall0 = url, space, token, inv, t0, wall0
         self.first_s = self.end_s = float("nan")
         self.top = "none"
         self.status = "?"
+
+    def from_journal(self) -> None:
+        h = {"Authorization": f"Bearer {self.token}"}
+        base = f"{self.url}/v1/spaces/{self.space}/investigations/{self.inv}"
+        inv = httpx.get(base, headers=h, timeout=60).json()
+        self.status = inv["status"]
+        if inv.get("finished_at"):
+            self.end_s = _ts(inv["finished_at"]) - self.wall0
+        journal = httpx.get(base + "/journal", headers=h, timeout=60).json()
+        firsts = [_ts(j["ts"]) for j in journal if j["kind"] == "analysis" and j["data"].get("preliminary")] or \
+                 [_ts(j["ts"]) for j in journal if j["kind"] == "conclusion"]
+        if firsts:
+            self.first_s = min(firsts) - self.wall0
+        hyps = httpx.get(base + "/hypotheses", headers=h, timeout=60).json()
+        self.top = hyps[0]["resource"] if hyps else "none"
 
     def run(self) -> None:
         path = f"/v1/spaces/{self.space}/investigations/{self.inv}/events"
@@ -207,7 +228,7 @@ def ingest_load(url: str, token: str, stop: threading.Event, out: dict) -> None:
 def run(args) -> dict:
     home = Path(tempfile.mkdtemp(prefix="vigil-storm-"))
     dep = Deployment(args.mode, args.workers, args.broker, home)
-    report: dict = {"mode": args.mode, "workers": args.workers, "spaces": args.spaces, "alerts": args.alerts,
+    report: dict = {"mode": args.mode, "workers": args.workers, "watch": args.watch, "spaces": args.spaces, "alerts": args.alerts,
                     "seconds": args.seconds, "cores": os.cpu_count()}
     try:
         # spaces and tokens straight into the state database (before the server starts)
@@ -291,7 +312,7 @@ def run(args) -> dict:
                 for _attempt in range(10):
                     headers = {"Content-Type": "application/json"}
                     headers |= sign(secrets[sp], body) if sp in secrets else {"Authorization": f"Bearer {tokens[sp]}"}
-                    t = time.perf_counter()
+                    t, wall = time.perf_counter(), time.time()
                     try:
                         r = c.post(path, content=body, headers=headers)
                     except httpx.HTTPError:
@@ -314,9 +335,10 @@ def run(args) -> dict:
                 stats["ack_s"].append(time.perf_counter() - t)
                 for o in r.json()["outcomes"]:
                     if o["outcome"] == "new-incident" and o["investigation_id"] not in watches:
-                        w = Watch(dep.url, sp, tokens[sp], o["investigation_id"], t)
+                        w = Watch(dep.url, sp, tokens[sp], o["investigation_id"], t, wall)
                         watches[o["investigation_id"]] = w
-                        w.start()
+                        if args.watch == "sse":
+                            w.start()
 
         # a space with no alert: its API while the storm runs
         quiet_lat: list[float] = []
@@ -350,8 +372,22 @@ def run(args) -> dict:
             t.join()
         # every investigation must conclude
         deadline = time.monotonic() + args.timeout
-        for w in list(watches.values()):
-            w.join(max(1.0, deadline - time.monotonic()))
+        if args.watch == "sse":
+            for w in list(watches.values()):
+                w.join(max(1.0, deadline - time.monotonic()))
+        else:
+            while time.monotonic() < deadline:
+                busy = 0
+                with httpx.Client(base_url=dep.url, timeout=120) as c:
+                    for sp in spaces:
+                        busy += sum(i["status"] not in FINISHED for i in c.get(
+                            f"/v1/spaces/{sp}/investigations", params={"limit": 200},
+                            headers={"Authorization": f"Bearer {tokens[sp]}"}).json())
+                if not busy:
+                    break
+                time.sleep(3)
+            for w in watches.values():
+                w.from_journal()
         with httpx.Client(base_url=dep.url, timeout=120) as c:
             otlp_counts = c.get("/v1/spaces/otlp/sources", headers={"Authorization": f"Bearer {tokens['otlp']}"}
                                 ).json()[0]["counts"]
@@ -434,6 +470,9 @@ def main() -> None:
     ap.add_argument("--rps", type=float, default=4.0, help="requests per second of each space's app")
     ap.add_argument("--timeout", type=float, default=1200.0, help="how long to wait for every investigation")
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--watch", choices=("journal", "sse"), default="journal",
+                    help="first hypothesis from the journal's times afterwards, or live over SSE (one stream "
+                         "per investigation, opened when its delivery is answered)")
     ap.add_argument("--keep", action="store_true", help="keep the server's home (logs) afterwards")
     args = ap.parse_args()
     r = run(args)
