@@ -12,6 +12,7 @@ import uuid
 from datetime import UTC, datetime
 
 import pandas as pd
+import pytest
 from e2e.kit import ServeProcess, vigil_cli, wait_for
 from sqlalchemy import update
 
@@ -178,3 +179,36 @@ def test_vigil_serve_killed_between_the_approval_and_the_recovery_check(tmp_path
             assert audit.count("action-verify") == 1 and audit.count("action-run") == 1
         finally:
             vigil.stop()
+
+
+def test_a_run_that_dies_midway_is_found_interrupted_when_its_lease_lapses(database_url, deployer, monkeypatch):  # noqa: F811
+    """The API's and the console's runs happen in the request, under a leased job written with the token's
+    use: a server that dies mid-run leaves the job leased; once the lease lapses the next server marks the
+    action interrupted instead of leaving it 'running' for ever (and does not run it)."""
+    st, svc = setup(database_url)
+    inv = concluded(st, "shop")
+    _webhook(svc, deployer.url + "/deployer")
+    ok = svc.propose("shop", inv, "webhook", {"operation": "restart", "service": "orders-api"}, "op")
+    done = svc.approve_and_run("shop", ok["id"], "alice", verify_async=False)
+    assert done["status"] == "succeeded"
+    assert [o["status"] for o in svc.outbox("shop", inv) if o["notifier"] == ACTION] == ["sent"]   # its job is done
+
+    a = svc.propose("shop", inv, "webhook", {"operation": "rollback", "service": "orders-api"}, "op")
+    token, _ = svc.approve("shop", a["id"], "alice")
+
+    def dies(*_a, **_k):
+        raise SystemExit("the server process died here")
+    monkeypatch.setattr(RespondService, "_execute", dies)
+    with pytest.raises(SystemExit):
+        svc.run("shop", a["id"], token, "alice")
+    monkeypatch.undo()
+    assert svc.action("shop", a["id"])["status"] == "running"
+    svc = _restart(database_url, svc.sources)
+    assert Jobs(svc).tick() == 0                           # its lease has not lapsed: it may still be running
+    with st.session() as s, s.begin():
+        s.execute(update(OutboxRow).where(OutboxRow.notifier == ACTION, OutboxRow.status == "pending")
+                  .values(claimed_until=datetime.now(UTC)))
+    assert Jobs(svc).tick() == 1
+    out = svc.action("shop", a["id"])
+    assert out["status"] == "failed" and out["error"].startswith("interrupted")
+    assert len(deployer.calls) == 1                        # only the first action ever reached the deployer

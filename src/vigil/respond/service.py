@@ -132,8 +132,18 @@ class RespondService:
         a = self.store.get_action(action_id, space)
         act = self._action(space, a["kind"])
         parsed = self._parsed(a)
-        a = self.store.consume(token, action_id, space, a["kind"], a["args_hash"], a["investigation_id"], actor)
-        return self._execute(a, act, parsed, actor, verify_async)
+        a = self.store.consume(token, action_id, space, a["kind"], a["args_hash"], a["investigation_id"], actor,
+                               job=self._job(a, jobs.RUN_LEASE_S))
+        job_id = a.pop("job_id", None)
+        out = self._execute(a, act, parsed, actor, verify_async)
+        if job_id is not None:                   # ran here: the job that would have found it interrupted is done
+            self.store.sent(job_id, {"ran": True, "here": True})
+        return out
+
+    @staticmethod
+    def _job(a: dict[str, Any], lease_s: float | None) -> dict[str, Any]:
+        return {"notifier": jobs.ACTION, "event": "run", "key": f"{jobs.ACTION}:{a['id']}", "lease_s": lease_s,
+                "payload": {"action_id": a["id"], "title": f"run {a['summary']}"[:300]}}
 
     @staticmethod
     def _parsed(a: dict[str, Any]) -> actions.ActionArgs:
@@ -180,9 +190,8 @@ class RespondService:
         token, a = self.approve(space, action_id, actor)
         self._parsed(a)
         a = self.store.consume(token, action_id, space, a["kind"], a["args_hash"], a["investigation_id"], actor,
-                               queue=True)
-        self.store.enqueue(space, a["investigation_id"], jobs.ACTION, "run",
-                           {"action_id": a["id"], "title": f"run {a['summary']}"[:300]}, f"{jobs.ACTION}:{a['id']}")
+                               queue=True, job=self._job(a, None))
+        a.pop("job_id", None)
         self.wake()
         return a
 

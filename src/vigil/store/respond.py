@@ -189,12 +189,16 @@ class RespondStore:
             return token, self._action(r)
 
     def consume(self, token: str, action_id: str, space: str, kind: str, args_hash: str, inv_id: str,
-                actor: str, queue: bool = False) -> dict[str, Any]:
+                actor: str, queue: bool = False, job: dict[str, Any] | None = None) -> dict[str, Any]:
         """Use an approval token once: one atomic UPDATE that matches only an unused, unexpired token bound
         to exactly this action, kind, argument hash and investigation; a replay (here or in another server
         process on the same database) matches nothing and is refused. The action becomes ``running``, or
-        ``queued`` (``queue``: the server's durable job runner starts it, see ``start_queued``)."""
+        ``queued`` (``queue``: the server's durable job runner starts it, see ``start_queued``). ``job``
+        (``notifier``, ``event``, ``payload``, ``key``, ``lease_s``) is its durable job, written in the same
+        transaction: leased for ``lease_s`` when this process runs the action now (if it dies mid-run, the
+        lease lapses and the job runner finds the action interrupted), unleased when it is queued."""
         now = _now()
+        job_id = None
         with self.session() as s, s.begin():
             res = s.execute(update(ApprovalRow).where(
                 ApprovalRow.token_hash == token_hash(token), ApprovalRow.used_at.is_(None),
@@ -209,7 +213,16 @@ class RespondStore:
                 raise Refused(f"action {action_id} is not waiting to run")
             self.audit(s, actor, "action-run", space, action_id, {"kind": kind, "args_hash": args_hash,
                                                                    **({"queued": True} if queue else {})})
-        return self.get_action(action_id)
+            if job is not None:
+                lease = job.get("lease_s")
+                row = OutboxRow(space_id=space, investigation_id=inv_id, notifier=job["notifier"], event=job["event"],
+                                payload=job["payload"], dedup_key=str(job["key"])[:300], status="pending", attempts=0,
+                                next_at=now, claimed_until=now + timedelta(seconds=lease) if lease else None,
+                                last_error="", created_at=now, result={})
+                s.add(row)
+                s.flush()
+                job_id = row.id
+        return self.get_action(action_id) | ({"job_id": job_id} if job_id is not None else {})
 
     def start_queued(self, action_id: str) -> bool:
         """Move a queued action to ``running`` (one atomic UPDATE: of two job runners, one starts it)."""
@@ -311,9 +324,12 @@ class RespondStore:
                     blocked.add(key)
                     continue
                 blocked.add(key)
+                # the database compares (SQLite hands back naive times, which Python cannot compare
+                # with ``now``: a lapsed lease made this raise)
                 got = s.execute(update(OutboxRow).where(OutboxRow.id == r.id, or_(
                     OutboxRow.claimed_until.is_(None), OutboxRow.claimed_until < now))
-                    .values(claimed_until=now + timedelta(seconds=owner_lease_s)))
+                    .values(claimed_until=now + timedelta(seconds=owner_lease_s))
+                    .execution_options(synchronize_session=False))
                 if got.rowcount == 1:
                     out.append(self._out(r))
                 if len(out) >= limit:
