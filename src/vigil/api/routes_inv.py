@@ -110,8 +110,12 @@ async def journal_events(request: Request, space: SpacePath, inv_id: IdPath, who
     last = request.headers.get("last-event-id", "")
     start_seq = int(last) if last.isdigit() and len(last) < 10 else after
 
-    def _read(after_seq: int):
-        return st.get_investigation(inv_id), st.journal(inv_id, after_seq=after_seq), st.hypotheses(inv_id)
+    def _read(after_seq: int, hyp_sig):
+        # the hypotheses (with their evidence) only when their signature changed: a stream re-reads every
+        # few seconds, and a storm has many streams open
+        inv, entries, sig = st.get_investigation(inv_id), st.journal(inv_id, after_seq=after_seq), \
+            st.hypotheses_signature(inv_id)
+        return inv, entries, sig, (st.hypotheses(inv_id) if sig != hyp_sig else None)
 
     async def stream():
         seq, status, hyp_sig = start_seq, None, None
@@ -123,12 +127,11 @@ async def journal_events(request: Request, space: SpacePath, inv_id: IdPath, who
             if version != seen_version or now - last_read >= SSE_REREAD_S:
                 seen_version, last_read = version, now
                 # the status first: once it reads finished, the journal read after it holds every step
-                inv, entries, hyps = await run_in_threadpool(_read, seq)
+                inv, entries, sig, hyps = await run_in_threadpool(_read, seq, hyp_sig)
                 for e in entries:
                     yield _event("journal", e.model_dump(mode="json"), e.seq)
                     seq, last_send = e.seq, now
-                sig = [(h.id, h.state.value, h.note, h.confidence) for h in hyps]
-                if sig != hyp_sig:
+                if hyps is not None:
                     hyp_sig = sig
                     if hyps:
                         yield _event("hypotheses", [h.model_dump(mode="json") for h in hyps])

@@ -359,6 +359,14 @@ class StateStore:
                              .order_by(HypothesisRow.rank)).all()
             return [self._hyp(r) for r in rows]
 
+    def hypotheses_signature(self, inv_id: str) -> list[tuple]:
+        """(id, state, note, confidence) of each hypothesis by rank: what a live stream compares to know
+        whether to read the hypotheses (and their evidence, which can be large) again."""
+        with self.session() as s:
+            return [tuple(r) for r in s.execute(
+                select(HypothesisRow.id, HypothesisRow.state, HypothesisRow.note, HypothesisRow.confidence)
+                .where(HypothesisRow.investigation_id == inv_id).order_by(HypothesisRow.rank)).all()]
+
     def judge_hypothesis(self, hyp_id: str, state: HypothesisState | None = None, note: str | None = None,
                          space_id: str | None = None) -> Hypothesis:
         with self.session() as s, s.begin():
