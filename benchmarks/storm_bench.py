@@ -106,7 +106,7 @@ class Deployment:
         if self.mode == "scaleout":
             self.worker_procs = [self._spawn("worker", "--concurrency", "1", name=f"worker{i}")
                                  for i in range(self.workers)]
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 300                  # a busy machine starts slowly
         while time.monotonic() < deadline:
             if self.serve.poll() is not None:
                 raise RuntimeError((self.home / "serve.log").read_text()[-2000:])

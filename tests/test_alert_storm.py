@@ -111,8 +111,8 @@ def test_notes_are_coalesced_per_interval_and_none_is_lost_at_shutdown():
 # -- per-space fairness -----------------------------------------------------------------------------
 def test_one_spaces_storm_does_not_stall_another_spaces_api(tmp_path):
     """Space A receives four 5,000-alert deliveries at once while space B's API is used: B's requests are
-    answered within a generous bound (they took up to 12 s before: every read waited for A's writes, and
-    each of A's alerts was a journal transaction), and every alert of A is recorded."""
+    answered within a generous bound (they took up to 10-12 s before: every read waited for A's writes,
+    and each of A's alerts was a journal transaction), and every alert of A is recorded."""
     home = tmp_path / "home"
     home.mkdir()
     st = StateStore(f"sqlite:///{home / 'state.db'}")
@@ -161,7 +161,8 @@ def test_one_spaces_storm_does_not_stall_another_spaces_api(tmp_path):
         assert answers == [202] * 4
         assert len(during) >= 5, during
         p50, worst = during[len(during) // 2], during[-1]
-        assert p50 < 0.5 and worst < 3.0, f"space B's API during A's storm: p50 {p50:.2f} s, max {worst:.2f} s"
+        # generous for a machine shared with other jobs (load average 10-25 on 2 cores when this was written)
+        assert p50 < 1.0 and worst < 5.0, f"space B's API during A's storm: p50 {p50:.2f} s, max {worst:.2f} s"
         with srv.client(op_a) as c:
             incs = c.get("/v1/spaces/a/incidents").json()
             assert sum(i["alert_count"] for i in incs) == 20000
