@@ -22,8 +22,10 @@ def main(path: str) -> None:
     for c in data["cases"]:
         if c["method"] != "vigil" or not c.get("features"):
             continue
+        hit = float(c["hit@1"])          # a share of one when the truth tied with others for first place
         r = CaseResult(case=c["case"], dataset=c["dataset"], method="vigil", fault=c["fault"], truth=c["truth"],
-                       ranks=[c["truth"]] if c["hit@1"] else ["-"], seconds=c["seconds"], features=c["features"])
+                       ranks=c["top5"], seconds=c["seconds"], features=c["features"])
+        r.hit = lambda k, hit=hit: hit   # noqa: B023 - only hit@1 is read here
         rows.append(r)
     if not rows:
         sys.exit("error: no Vigil cases with confidence features in that file (run vigil bench --json first)")

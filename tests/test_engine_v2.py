@@ -200,3 +200,13 @@ def test_reshape_moves_the_past_into_a_marked_run_days_before():
     assert not ((t < ONSET) & (t > ONSET - 86400)).any() and t.max() <= ONSET + 300
     (a, b), = r.baselines
     assert b < ONSET - 86400 and ((t >= a) & (t <= b)).sum() == (obs.metrics["ts"] < ONSET).sum()
+
+
+def test_a_truth_tied_for_first_place_counts_as_a_share_of_a_hit():
+    def row(ranks, scores):
+        return CaseResult(case="c", dataset="d", method="vigil", fault="-", truth="b", ranks=ranks, seconds=0.1,
+                          scores=scores)
+    assert row(["a", "b", "c"], [0.5, 0.5, 0.5]).hit(1) == pytest.approx(1 / 3)
+    assert row(["b", "a", "c"], [0.5, 0.5, 0.1]).hit(1) == 0.5 and row(["b", "a", "c"], [0.5, 0.5, 0.1]).hit(2) == 1.0
+    assert row(["b", "a"], [0.6, 0.5]).hit(1) == 1.0 and row(["a", "b"], [0.6, 0.5]).hit(1) == 0.0
+    assert row(["a", "c"], [0.6, 0.5]).hit(5) == 0.0

@@ -100,8 +100,17 @@ class CaseResult:
     features: list[float] = field(default_factory=list)   # the top-1 confidence's features (engine.confidence)
     error: str | None = None              # a peer that failed on this case (its ranking is then empty)
 
-    def hit(self, k: int) -> bool:
-        return self.truth in self.ranks[:k]
+    def hit(self, k: int) -> float:
+        """Whether the truth is in the top k; when it shares its score with others across the k-th place,
+        the chance that an arbitrary order of the tied ones puts it there (a tie broken by name is no hit)."""
+        if self.truth not in self.ranks:
+            return 0.0
+        if len(self.scores) != len(self.ranks):
+            return float(self.truth in self.ranks[:k])
+        mine = self.scores[self.ranks.index(self.truth)]
+        above = sum(v > mine for v in self.scores)
+        tied = sum(v == mine for v in self.scores)
+        return 0.0 if above >= k else min((k - above) / tied, 1.0)
 
 
 @dataclass
@@ -241,7 +250,7 @@ def run_recording(rec: Recording, settings: Settings, alert_offset_s: float = 0.
                 fault_kind=hyps[0].fault_kind.value if hyps else None, true_fault_kind=truth_kind,
                 kind_of_truth=by_res[case.label.resource].fault_kind.value if case.label.resource in by_res else None,
                 confidence=hyps[0].confidence if hyps else 0.0, inconclusive=analysis.inconclusive,
-                scores=[h.score for h in hyps[:5]], features=list(top_features([h.score for h in hyps]))))
+                scores=[h.score for h in hyps], features=list(top_features([h.score for h in hyps]))))
             for name in ablations:
                 t1 = time.perf_counter()
                 a = analyze(ablate(obs, name), settings)
@@ -253,7 +262,7 @@ def run_recording(rec: Recording, settings: Settings, alert_offset_s: float = 0.
                     fault_kind=hs[0].fault_kind.value if hs else None, true_fault_kind=truth_kind,
                     kind_of_truth=next((h.fault_kind.value for h in hs if h.resource == case.label.resource), None),
                     confidence=hs[0].confidence if hs else 0.0, inconclusive=a.inconclusive,
-                    scores=[h.score for h in hs[:5]]))
+                    scores=[h.score for h in hs]))
             for peer in peers:
                 t1 = time.perf_counter()
                 answer = peer.rank(obs)

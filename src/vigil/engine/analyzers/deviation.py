@@ -3,7 +3,9 @@
 For every metric series, a robust z of its incident samples against its reference (median and
 inter-quartile range, as BARO scores them); for every service in the spans, the same for its span
 durations and its error share; for every service in the logs, a Poisson z of its error-level line rate.
-A resource's score is its largest z. It says *that* something moved, not what or why, so ranking gives
+A resource's score is its largest z (capped), plus a hundredth for each of its series beyond
+``breadth_z`` (at most ``breadth_cap``): many resources reach the cap when a series leaves a constant
+reference, and among them the one whose telemetry moved more broadly comes first (not the first name). It says *that* something moved, not what or why, so ranking gives
 this family a small weight: it orders candidates the specific families say nothing about, and it
 keeps an investigation from ending with no candidates when the window holds telemetry."""
 
@@ -25,6 +27,8 @@ class Config:
     window_s: float = 300.0      # incident samples: the five minutes after the onset...
     min_samples: int = 2         # ...at least this many of a slow series
     z_cap: float = 50.0
+    breadth_z: float = 3.0       # a series beyond this counts towards the resource's breadth...
+    breadth_cap: float = 0.5     # ...a hundredth each, at most this much
 
 
 def _iqr_z(ref: np.ndarray, inc: np.ndarray) -> float:
@@ -124,8 +128,11 @@ class Deviation:
 
     def analyze(self, p: Prepared, config: Config) -> list[Finding]:
         best: dict[str, tuple[float, str]] = {}
+        breadth: dict[str, int] = {}
 
         def keep(res: str, z: float, what: str) -> None:
+            if np.isfinite(z) and z >= config.breadth_z:
+                breadth[res] = breadth.get(res, 0) + 1
             if np.isfinite(z) and z > best.get(res, (0.0, ""))[0]:
                 best[res] = (min(z, config.z_cap), what)
 
@@ -157,5 +164,7 @@ class Deviation:
             for res, g in frame.groupby("res", sort=False):
                 e_ref, e_inc = int((g["err"] & g["ref"]).sum()), int((g["err"] & g["inc"]).sum())
                 keep(str(res), poisson_z(e_inc, (e_ref + 0.5) / n_ref * n_inc), "error-level log lines rose")
-        return [Finding(res, "deviation", "deviation", EvidenceKind.METRIC, z, f"{what} (robust z {z:.1f})",
+        return [Finding(res, "deviation", "deviation", EvidenceKind.METRIC,
+                        z + min(0.01 * breadth.get(res, 0), config.breadth_cap),
+                        f"{what} (robust z {z:.1f}; {breadth.get(res, 0)} series beyond {config.breadth_z:g})",
                         detail=SeriesShift(metric=what, z=z)) for res, (z, what) in best.items() if z > 0]
