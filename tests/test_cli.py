@@ -106,7 +106,7 @@ def test_bench_prints_tables_and_writes_the_json_contract(tmp_path):
     data = json.loads(out.read_text())
     assert set(data) >= {"results", "peak_rss_mb"} and data["peak_rss_mb"] > 0
     keys = {"dataset", "method", "cases", "ac@1", "ac@3", "ac@5", "avg@5", "fault_kind_accuracy", "empty", "median_s",
-            "max_s"}
+            "max_s", "median_cpu_s"}
     assert data["results"] and all(set(r) == keys for r in data["results"])
     assert {r["method"] for r in data["results"]} == {"vigil"}         # peers only when asked for
     for r in data["results"]:

@@ -193,7 +193,8 @@ def bench(paths: Annotated[list[Path], typer.Argument(help="Folders with labeled
 
     main_cols = [("dataset", "dataset"), ("method", "method"), ("cases", "cases"), ("AC@1", "ac@1"),
                  ("AC@3", "ac@3"), ("AC@5", "ac@5"), ("Avg@5", "avg@5"), ("fault kind", "fault_kind_accuracy"),
-                 ("empty", "empty"), ("median s", "median_s"), ("max s", "max_s")]
+                 ("empty", "empty"), ("median s", "median_s"), ("max s", "max_s"),
+                 ("median CPU s", "median_cpu_s")]
     md("Root-cause localisation, service level", main_cols, rep.results)
     if rep.speed:
         md("Time per case: Vigil's median over rcaeval-baro's (both include fetching the observation)",
@@ -206,7 +207,7 @@ def bench(paths: Annotated[list[Path], typer.Argument(help="Folders with labeled
     if rep.calibration_out_of_recording:
         md("Calibration out of recording (vigil): each recording's confidences from a calibration fitted on "
            "the other recordings", cal_cols, rep.calibration_out_of_recording)
-    print(f"\npeak memory {rep.peak_rss_mb:.0f} MB; total {rep.total_s:.1f} s")
+    print(f"\npeak memory {rep.peak_rss_mb:.0f} MB; total {rep.total_s:.1f} s ({rep.total_cpu_s:.1f} s of CPU)")
     if json_out:
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps(rep.contract(), indent=1, default=str))
