@@ -1,7 +1,7 @@
 """Fit the top-1 confidence's calibration (``Settings.ranking.calibration``) from a bench run.
 
     vigil bench ../shared/datasets --json out/bench.json
-    python benchmarks/calibrate.py out/bench.json
+    python benchmarks/calibrate.py out/bench.json [more.json ...]   (runs split across processes too)
 
 Prints the coefficients fitted on every recording (each weighted equally; paste them into
 ``engine/settings.py``), and the reliability of the confidences they give, in sample and out of
@@ -9,24 +9,18 @@ recording (each recording scored by a fit on the others)."""
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
-from vigil.bench.harness import CaseResult, fit_on, held_out_confidences, reliability
+from vigil.bench.harness import fit_on, held_out_confidences, load_cases, reliability
+from vigil.errors import InputError
 
 
-def main(path: str) -> None:
-    data = json.loads(Path(path).read_text())
-    rows = []
-    for c in data["cases"]:
-        if c["method"] != "vigil" or not c.get("features"):
-            continue
-        hit = float(c["hit@1"])          # a share of one when the truth tied with others for first place
-        r = CaseResult(case=c["case"], dataset=c["dataset"], method="vigil", fault=c["fault"], truth=c["truth"],
-                       ranks=c["top5"], seconds=c["seconds"], features=c["features"])
-        r.hit = lambda k, hit=hit: hit   # noqa: B023 - only hit@1 is read here
-        rows.append(r)
+def main(paths: list[str]) -> None:
+    try:
+        rows = [r for p in paths for r in load_cases(Path(p))[0] if r.method == "vigil" and r.features]
+    except InputError as exc:
+        sys.exit(f"error: {exc}")
     if not rows:
         sys.exit("error: no Vigil cases with confidence features in that file (run vigil bench --json first)")
     cal = fit_on(rows)
@@ -40,6 +34,6 @@ def main(path: str) -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        sys.exit("usage: python benchmarks/calibrate.py BENCH.json")
-    main(sys.argv[1])
+    if len(sys.argv) < 2:
+        sys.exit("usage: python benchmarks/calibrate.py BENCH.json [BENCH.json ...]")
+    main(sys.argv[1:])

@@ -141,3 +141,22 @@ def test_bench_ablations_and_a_reference_run_apart(tmp_path):
     assert all(r["empty"] == 0 for r in data["results"]), data["results"]
     assert "unknown ablation 'no-metrics'" in one_line_error(
         vigil("bench", str(REPO / "tests" / "fixtures"), "--ablations", "no-metrics", home=tmp_path / "h"))
+
+
+def test_bench_runs_split_across_processes_merge_into_one_report(tmp_path):
+    fixtures = REPO / "tests" / "fixtures"
+    parts = sorted(p for p in fixtures.iterdir() if p.is_dir())
+    outs = []
+    for i, part in enumerate(parts[:2]):
+        outs.append(tmp_path / f"part{i}.json")
+        assert vigil("bench", str(part), "--json", str(outs[-1]), home=tmp_path / "h").returncode == 0
+    whole = tmp_path / "whole.json"
+    p = vigil("bench", *map(str, outs), "--merge", "--json", str(whole), home=tmp_path / "h")
+    assert p.returncode == 0, p.stderr
+    merged = json.loads(whole.read_text())
+    singles = [json.loads(o.read_text()) for o in outs]
+    assert sorted((r["dataset"], r["ac@1"], r["cases"]) for r in merged["results"]) == \
+        sorted((r["dataset"], r["ac@1"], r["cases"]) for s in singles for r in s["results"])
+    assert len(merged["cases"]) == sum(len(s["cases"]) for s in singles)
+    assert "not a vigil bench --json file" in one_line_error(
+        vigil("bench", str(fixtures), "--merge", home=tmp_path / "h"))

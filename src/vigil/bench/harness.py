@@ -280,6 +280,96 @@ def run_recording(rec: Recording, settings: Settings, alert_offset_s: float = 0.
         store.close()
 
 
+def summarise(rows: list[CaseResult], methods: Sequence[str], report: BenchReport) -> BenchReport:
+    """Score ``rows`` into ``report``: per recording and method, per fault type, Vigil's speed over
+    rcaeval BARO's, failed peers, calibration in sample and out of recording, and the cases."""
+    for ds in sorted({r.dataset for r in rows}):
+        for method in methods:
+            sel = [r for r in rows if r.dataset == ds and r.method == method]
+            if sel:
+                report.results.append({"dataset": ds, "method": method, **_score(sel)})
+            for fault in sorted({r.fault for r in sel}):
+                fsel = [r for r in sel if r.fault == fault]
+                report.by_fault.append({"dataset": ds, "method": method, "fault": fault, **_score(fsel)})
+    report.speed = _speed_ratios(report.results)
+    for method in methods:
+        failed = [r for r in rows if r.method == method and r.error]
+        if failed:
+            report.warnings.append(f"{method} failed on {len(failed)} of "
+                                   f"{sum(r.method == method for r in rows)} case(s), counted as misses "
+                                   f"(first: {failed[0].case}: {failed[0].error})")
+    vig = [r for r in rows if r.method == "vigil"]
+    report.calibration = reliability(vig)
+    if len({r.dataset for r in vig}) > 1:
+        report.calibration_out_of_recording = reliability(vig, held_out_confidences(vig))
+    report.cases = [asdict(r) | {"top5": r.ranks[:5], "hit@1": r.hit(1)} for r in rows]
+    return report
+
+
+def load_cases(path: Path) -> tuple[list[CaseResult], dict]:
+    """The cases of a ``vigil bench --json`` file, and the file's other figures."""
+    import json
+    names = {f.name for f in dataclasses.fields(CaseResult)}
+    try:
+        data = json.loads(Path(path).read_text())
+        rows = []
+        for c in data["cases"]:
+            c = dict(c)
+            if "ranks" not in c:          # files written before the ranks were kept: the top five
+                c["ranks"], c["scores"] = c.get("top5", []), c.get("scores", [])[: len(c.get("top5", []))]
+            rows.append(CaseResult(**{k: v for k, v in c.items() if k in names}))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise InputError(f"{path}: not a vigil bench --json file ({exc})") from None
+    return rows, data
+
+
+def merge(paths: Sequence[Path]) -> BenchReport:
+    """One report from several ``--json`` files of runs over disjoint recordings (a bench split across
+    processes): the cases are pooled and scored again; peak memory is the largest, times add up."""
+    rows: list[CaseResult] = []
+    report = BenchReport()
+    for path in paths:
+        got, data = load_cases(path)
+        rows.extend(got)
+        report.peak_rss_mb = max(report.peak_rss_mb, float(data.get("peak_rss_mb", 0.0)))
+        report.total_s += float(data.get("total_s", 0.0))
+        report.total_cpu_s += float(data.get("total_cpu_s", 0.0))
+        report.warnings.extend(data.get("warnings", []))
+    methods = list(dict.fromkeys(r.method for r in rows))
+    order = [m for m in (*METHODS, *(f"vigil/{a}" for a in ABLATIONS)) if m in methods]
+    return summarise(rows, order + [m for m in methods if m not in order], report)
+
+
+def markdown(rep: BenchReport) -> str:
+    """The report as plain Markdown tables: they never truncate and paste straight into a note."""
+    out: list[str] = []
+
+    def fmt(v) -> str:
+        return "-" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)
+
+    def md(title: str, cols: list[tuple[str, str]], rows: list[dict]) -> None:
+        out.extend(["", title, "", "| " + " | ".join(h for h, _ in cols) + " |", "|" + "---|" * len(cols)])
+        out.extend("| " + " | ".join(fmt(r.get(k)) for _, k in cols) + " |" for r in rows)
+
+    main_cols = [("dataset", "dataset"), ("method", "method"), ("cases", "cases"), ("AC@1", "ac@1"),
+                 ("AC@3", "ac@3"), ("AC@5", "ac@5"), ("Avg@5", "avg@5"), ("fault kind", "fault_kind_accuracy"),
+                 ("empty", "empty"), ("median s", "median_s"), ("max s", "max_s"), ("median CPU s", "median_cpu_s")]
+    md("Root-cause localisation, service level", main_cols, rep.results)
+    if rep.speed:
+        md("Time per case: Vigil's median over rcaeval-baro's (both include fetching the observation)",
+           [("dataset", "dataset"), ("vigil median s", "vigil_median_s"),
+            ("rcaeval-baro median s", "rcaeval-baro_median_s"), ("ratio", "ratio")], rep.speed)
+    md("By fault type", main_cols[:2] + [("fault", "fault")] + main_cols[2:], rep.by_fault)
+    cal_cols = [("top-1 confidence", "confidence"), ("cases", "cases"), ("mean confidence", "mean_confidence"),
+                ("top-1 right", "top1_right")]
+    md("Calibration (vigil): how often the top-1 was right, by its confidence", cal_cols, rep.calibration)
+    if rep.calibration_out_of_recording:
+        md("Calibration out of recording (vigil): each recording's confidences from a calibration fitted on "
+           "the other recordings", cal_cols, rep.calibration_out_of_recording)
+    out.append(f"\npeak memory {rep.peak_rss_mb:.0f} MB; total {rep.total_s:.1f} s ({rep.total_cpu_s:.1f} s of CPU)")
+    return "\n".join(out)
+
+
 def run_bench(paths: list[Path], settings: Settings | None = None,
               progress: Callable[[Recording, int, int], None] | None = None,
               alert_offset_s: float = 0.0, peers: Sequence[str] = (), ablations: Sequence[str] = (),
@@ -303,28 +393,7 @@ def run_bench(paths: list[Path], settings: Settings | None = None,
         report.warnings.extend(warnings)
     if progress and recordings:
         progress(recordings[-1], len(recordings), len(recordings))
-    datasets = sorted({r.dataset for r in rows})
-    for ds in datasets:
-        for method in (*METHODS, *(f"vigil/{a}" for a in ablations), *(p.method for p in loaded)):
-            sel = [r for r in rows if r.dataset == ds and r.method == method]
-            if sel:
-                report.results.append({"dataset": ds, "method": method, **_score(sel)})
-            for fault in sorted({r.fault for r in sel}):
-                fsel = [r for r in sel if r.fault == fault]
-                report.by_fault.append({"dataset": ds, "method": method, "fault": fault, **_score(fsel)})
-    report.speed = _speed_ratios(report.results)
-    for peer in loaded:
-        failed = [r for r in rows if r.method == peer.method and r.error]
-        if failed:
-            report.warnings.append(f"{peer.method} failed on {len(failed)} of "
-                                   f"{sum(r.method == peer.method for r in rows)} case(s), counted as misses "
-                                   f"(first: {failed[0].case}: {failed[0].error})")
-    vig = [r for r in rows if r.method == "vigil"]
-    report.calibration = reliability(vig)
-    if len({r.dataset for r in vig}) > 1:
-        report.calibration_out_of_recording = reliability(vig, held_out_confidences(vig))
-    report.cases = [{k: v for k, v in asdict(r).items() if k != "ranks"} | {"top5": r.ranks[:5], "hit@1": r.hit(1)}
-                    for r in rows]
+    summarise(rows, (*METHODS, *(f"vigil/{a}" for a in ablations), *(p.method for p in loaded)), report)
     report.peak_rss_mb = round(peak_rss_mb(), 1)
     report.total_s = time.perf_counter() - t_start
     report.total_cpu_s = time.process_time() - c_start

@@ -155,10 +155,13 @@ def bench(paths: Annotated[list[Path], typer.Argument(help="Folders with labeled
                                       "that long before (nothing precedes the alert any more).")] = 0.0,
           horizon: Annotated[float, typer.Option(
               "--horizon", help="Seconds: the recording ends this long after each alert.")] = 0.0,
+          merged: Annotated[bool, typer.Option(
+              "--merge", help="PATHS are --json files of runs over disjoint recordings (a bench split across "
+                              "processes): score them as one run.")] = False,
           ) -> None:
     """Benchmark the engine (and, with --peers, published methods) on every labeled case found."""
     from vigil.bench import run_bench
-    from vigil.bench.harness import ABLATIONS
+    from vigil.bench.harness import ABLATIONS, markdown, merge
     from vigil.bench.peers import load_peers
     peer_names = [n.strip() for n in peers.split(",") if n.strip()]
     ablation_names = [n.strip() for n in ablations.split(",") if n.strip()]
@@ -169,45 +172,21 @@ def bench(paths: Annotated[list[Path], typer.Argument(help="Folders with labeled
             raise InputError(f"unknown ablation {a!r}: choose from {', '.join(ABLATIONS)} or all")
     if reference_gap < 0 or horizon < 0:
         raise InputError("--reference-gap and --horizon must be positive")
-    load_peers(peer_names)            # an unknown name or a missing rcaeval: one line, before any work
-    with _progress() as p:
-        task = p.add_task("bench", total=None)
+    if merged:
+        rep = merge(paths)
+    else:
+        load_peers(peer_names)            # an unknown name or a missing rcaeval: one line, before any work
+        with _progress() as p:
+            task = p.add_task("bench", total=None)
 
-        def progress(rec, i, n):
-            p.update(task, total=n, completed=i, description=f"bench {rec.name}")
+            def progress(rec, i, n):
+                p.update(task, total=n, completed=i, description=f"bench {rec.name}")
 
-        rep = run_bench(paths, progress=progress, alert_offset_s=alert_offset, peers=peer_names,
-                        ablations=ablation_names, reference_gap_s=reference_gap * 86400.0, horizon_s=horizon)
+            rep = run_bench(paths, progress=progress, alert_offset_s=alert_offset, peers=peer_names,
+                            ablations=ablation_names, reference_gap_s=reference_gap * 86400.0, horizon_s=horizon)
     for w in sorted(set(rep.warnings)):
         err.print(f"[yellow]warning:[/] {w}")
-    # plain Markdown tables: they never truncate and paste straight into a note
-    def fmt(v) -> str:
-        return "-" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)
-
-    def md(title: str, cols: list[tuple[str, str]], rows: list[dict]) -> None:
-        print(f"\n{title}\n")
-        print("| " + " | ".join(h for h, _ in cols) + " |")
-        print("|" + "---|" * len(cols))
-        for r in rows:
-            print("| " + " | ".join(fmt(r[k]) for _, k in cols) + " |")
-
-    main_cols = [("dataset", "dataset"), ("method", "method"), ("cases", "cases"), ("AC@1", "ac@1"),
-                 ("AC@3", "ac@3"), ("AC@5", "ac@5"), ("Avg@5", "avg@5"), ("fault kind", "fault_kind_accuracy"),
-                 ("empty", "empty"), ("median s", "median_s"), ("max s", "max_s"),
-                 ("median CPU s", "median_cpu_s")]
-    md("Root-cause localisation, service level", main_cols, rep.results)
-    if rep.speed:
-        md("Time per case: Vigil's median over rcaeval-baro's (both include fetching the observation)",
-           [("dataset", "dataset"), ("vigil median s", "vigil_median_s"),
-            ("rcaeval-baro median s", "rcaeval-baro_median_s"), ("ratio", "ratio")], rep.speed)
-    md("By fault type", main_cols[:2] + [("fault", "fault")] + main_cols[2:], rep.by_fault)
-    cal_cols = [("top-1 confidence", "confidence"), ("cases", "cases"), ("mean confidence", "mean_confidence"),
-                ("top-1 right", "top1_right")]
-    md("Calibration (vigil): how often the top-1 was right, by its confidence", cal_cols, rep.calibration)
-    if rep.calibration_out_of_recording:
-        md("Calibration out of recording (vigil): each recording's confidences from a calibration fitted on "
-           "the other recordings", cal_cols, rep.calibration_out_of_recording)
-    print(f"\npeak memory {rep.peak_rss_mb:.0f} MB; total {rep.total_s:.1f} s ({rep.total_cpu_s:.1f} s of CPU)")
+    print(markdown(rep))
     if json_out:
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps(rep.contract(), indent=1, default=str))
