@@ -509,11 +509,11 @@ def local_evidence(p: Prepared, c: Config):
             unexpl[u] = max(0.0, dcu - max(dv + [0.0])) * float(_gate(zcu, c))
 
     def _other(u, v, side):
-        """median gap on the other edges of the far endpoint (u's other out-edges / v's other in-edges)"""
-        if side == "out":
-            o = [gap[(u, x)].value for x in callees[u] if x != v and (u, x) in gap]
-        else:
-            o = [gap[(x, v)].value for x in callers[v] if x != u and (x, v) in gap]
+        """The far endpoint's own common component: the median gap on its other edges, calls in and out
+        (a delay on a pod's network slows both)."""
+        far = u if side == "out" else v
+        o = [gap[(far, x)].value for x in callees[far] if (far, x) != (u, v) and (far, x) in gap]
+        o += [gap[(x, far)].value for x in callers[far] if (x, far) != (u, v) and (x, far) in gap]
         return max(0.0, float(np.median(o))) if o else 0.0
 
     EV: dict[str, dict[str, tuple[float, str]]] = {}
