@@ -105,6 +105,18 @@ def test_frame_keeps_the_incident_window_only():
     assert data["time"].tolist() == (ONSET + np.arange(-3, 1) * 300.0 + 20).tolist()
 
 
+def test_a_fault_free_run_recorded_apart_is_the_peers_before_part():
+    """Nothing precedes the alert: the marked run (three days before) is re-timed to end just before it."""
+    obs = synthetic("cart")
+    t = obs.metrics["ts"].to_numpy()
+    before = obs.metrics[t < ONSET].assign(ts=lambda d: d["ts"] - 3 * 86400.0)
+    obs.metrics = pd.concat([before, obs.metrics[t >= ONSET]], ignore_index=True)
+    obs.baselines = [(float(before["ts"].min()), float(before["ts"].max()))]
+    data, _ = peer_frame(obs, Settings())
+    assert (data["time"] < ONSET).sum() > 0 and data["time"].min() > ONSET - 86400
+    assert data["time"][data["time"] < ONSET].max() < ONSET
+
+
 def _raw_main_py(rec, obs, s):
     """rcaeval's main.py path on the case's own metrics file, cut to the adapter's time range."""
     from vigil.bench.peers import incident_metrics

@@ -135,12 +135,24 @@ def load_peers(names: list[str], settings: Settings | None = None) -> list[Peer]
 def incident_metrics(obs: Observation, s: Settings) -> pd.DataFrame:
     """The observation's metrics in the incident window: ``metric_lookback_s`` before the alert, and
     ``after_s`` after it or up to each series' ``min_after_samples``-th sample, whichever is later."""
-    m = obs.metrics
-    if m.empty:
-        return m
-    ts = m["ts"].to_numpy(dtype=float)
+    full = obs.metrics
+    if full.empty:
+        return full
+    ts = full["ts"].to_numpy(dtype=float)
     # the contiguous window observe() queried, without the marked baselines it may add from elsewhere
-    m = m[(ts >= obs.onset - s.metric_lookback_s) & (ts < obs.onset + s.after_s + QUERY_TAIL_S)]
+    m = full[(ts >= obs.onset - s.metric_lookback_s) & (ts < obs.onset + s.after_s + QUERY_TAIL_S)]
+    if obs.baselines and not (m["ts"].to_numpy(dtype=float) < obs.onset).any():
+        # nothing precedes the alert (the fault-free run was recorded apart): as in RCD's layout, the
+        # marked run, re-timed to end just before the alert, is the "before" part the peers compare with
+        marked = np.zeros(len(full), dtype=bool)
+        for a, b in obs.baselines:
+            marked |= (ts >= a) & (ts <= b)
+        if marked.any():
+            base = full[marked]
+            bt = base["ts"].to_numpy(dtype=float)
+            step = float(np.median(np.diff(np.unique(bt)))) if len(np.unique(bt)) > 1 else 1.0
+            base = base[bt > bt.max() - s.metric_lookback_s].assign(ts=lambda d: d["ts"] + (obs.onset - step - bt.max()))
+            m = pd.concat([base, m], ignore_index=True)
     ts = m["ts"].to_numpy(dtype=float)
     after = m[ts >= obs.onset]
     end = obs.onset + s.after_s
