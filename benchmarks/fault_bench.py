@@ -135,13 +135,14 @@ class Bench:
         """Wait until every investigation has finished (or ``timeout``); then count what is stored."""
         deadline = time.monotonic() + timeout
         while True:
-            statuses, invs = Counter(), []
+            statuses, invs, errors = Counter(), [], []
             try:
                 for sp in self.spaces:
                     with self.client(sp) as c:
                         got = c.get(f"/v1/spaces/{sp}/investigations", params={"limit": 200}).json()
                     invs += [(sp, i["id"]) for i in got]
                     statuses.update(i["status"] for i in got)
+                    errors += [i.get("error", "")[:120] for i in got if i["status"] == "failed"]
             except (httpx.HTTPError, ValueError):
                 statuses = Counter({"?": 1})
             if all(s in FINISHED for s in statuses) or time.monotonic() > deadline:
@@ -174,7 +175,7 @@ class Bench:
                 "accepted_not_stored": lost, "stored_not_accepted": extra, "deliveries": sum(self.attempts.values()),
                 "investigations": len(invs), "statuses": dict(statuses),
                 "concluded": statuses.get("concluded", 0) + statuses.get("inconclusive", 0),
-                "journal_steps_written_twice": twice, "journal_steps_checked": steps}
+                "journal_steps_written_twice": twice, "journal_steps_checked": steps, "failed_because": errors[:3]}
 
     def alive(self) -> bool:
         try:
@@ -426,6 +427,10 @@ def main() -> None:
             notes.append(f"worker {r['killed_worker_pid']} killed while running {r['killed_during']}")
         if r.get("statuses"):
             notes.append(f"statuses {r['statuses']}")
+        if r.get("failed_because"):
+            notes.append(f"failed: {'; '.join(r['failed_because'])}")
+        if r.get("stored_not_accepted"):
+            notes.append(f"{r['stored_not_accepted']} stored but answered 503 (a retry is a duplicate)")
         print(f"| {name} | {r['alerts_accepted']} | {r['alerts_stored']} | {r['accepted_not_stored']} | "
               f"{r['investigations']} | {r['concluded']} | "
               f"{(str(r['journal_steps_written_twice']) + ' of ' + str(r['journal_steps_checked'])) if r['journal_steps_checked'] else '-'} | {'yes' if r['server_alive'] else 'NO'} | {'; '.join(notes)} |")

@@ -81,7 +81,9 @@ async def _storage(r: Request, exc: Exception):
         log.error("internal error on %s %s: %s", r.method, route, type(exc).__name__)
         return error(500, "internal error")
     log.error("%s (%s on %s %s)", what, type(exc).__name__, r.method, getattr(r.scope.get("route"), "path", "?"))
-    return error(503, f"{what}; nothing was stored, retry later", {"Retry-After": "10"})
+    # a retry is safe: an alert is recorded once by its fingerprint (a delivery whose alerts were committed
+    # before a later step failed comes back as duplicates), and a refused telemetry write kept nothing
+    return error(503, f"{what}; retry later", {"Retry-After": "10"})
 
 
 def install(app: FastAPI) -> None:
