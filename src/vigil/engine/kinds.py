@@ -11,8 +11,9 @@ with these rules where a finding is a symptom other evidence explains:
 - a slowdown (own or network latency) while the service's own CPU is up by 2 sigma or more (where the
   local family's 1-3 sigma gate is half open) is the CPU's symptom;
 - a severe slowdown of the service's own time (its unexplained latency up tenfold or more, not the CPU's
-  doing) is the fault itself, whatever log lines or request-pattern changes come with it: a backend made
-  100x slower logs warnings and its callers time out, but what to act on is the slowdown;
+  doing) is the fault itself where the rest reads as a logic fault (a new warning line, a wrong value):
+  a backend made 100x slower logs warnings and its callers time out, but what to act on is the slowdown.
+  A new exception keeps its reading (on Online Boutique an exception fault slowed the service tenfold);
 - when several of a service's own resources rose, memory outranks disk and disk outranks CPU, provided
   the rise is substantial (half as much again or more, at 3 sigma or more): memory pressure makes a
   process burn CPU (garbage collection, page reclaim) and do I/O (swapping, cache), a busy disk shows as
@@ -76,12 +77,18 @@ def _resource(hypothesis: str, fs: list[Finding]) -> tuple[FaultKind, str]:
 def fault_kind(ordered: list[Finding], all_findings: list[Finding]) -> tuple[FaultKind, str]:
     """The kind the strongest scored evidence points at, and why. ``ordered``: the candidate's scored
     findings, strongest first; ``all_findings``: all of its findings."""
-    severe = next((f for f in all_findings if f.hypothesis == "local:latency" and f.score >= SEVERE_SLOWDOWN
-                   and not _cpu_explains(f, all_findings)), None)
-    if severe is not None and not (ordered and ordered[0].family == "changes"):
-        return FaultKind.LATENCY, (f"its own time rose about {math.exp(severe.score):.0f}-fold beyond what its "
-                                   f"calls explain ({severe.title}): the slowdown is the fault, and log lines "
-                                   f"or failed calls around it are its consequences")
+    kind, why = _strongest_kind(ordered, all_findings)
+    if kind is FaultKind.LOGIC:
+        severe = next((f for f in all_findings if f.hypothesis == "local:latency" and f.score >= SEVERE_SLOWDOWN
+                       and not _cpu_explains(f, all_findings)), None)
+        if severe is not None:
+            return FaultKind.LATENCY, (f"its own time rose about {math.exp(severe.score):.0f}-fold beyond what its "
+                                       f"calls explain ({severe.title}): the slowdown is the fault, and the new "
+                                       f"log lines or request steps around it are its consequences")
+    return kind, why
+
+
+def _strongest_kind(ordered: list[Finding], all_findings: list[Finding]) -> tuple[FaultKind, str]:
     if ordered and ordered[0].hypothesis == "local:latency" and not _cpu_explains(ordered[0], all_findings):
         specific = [f for f in ordered[1:] if f.family in ("patterns", "logs")]
         if specific:
