@@ -31,6 +31,7 @@ from vigil.model import (
     TriggerKind,
     Window,
 )
+from vigil.services.alerts import accept_alerts
 
 SPACES = ("alpha", "beta")
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
@@ -63,7 +64,7 @@ class Ctx:
                 self.tokens[(space, role)] = self.st.create_token(space, role, name=f"{space}-{role.value}")[0]
             inv = self.finished_investigation(space)
             hyp = self.st.hypotheses(inv)[0].id
-            out = self.st.accept_alerts(space, [IncomingAlert(source="test", fingerprint=f"fp-{space}", title="x",
+            out = accept_alerts(self.st, space, [IncomingAlert(source="test", fingerprint=f"fp-{space}", title="x",
                                                               at=T0)], timedelta(hours=1), timedelta(minutes=5))
             self.st.put_source(space, "otel", "otlp", {"resource_attribute": "service.name"})
             self.st.put_integration(space, "generic", {}, f"{space}-generic-secret-0123456789")

@@ -30,6 +30,7 @@ from vigil.model import (
 )
 from vigil.server.runtime import Runtime
 from vigil.server.settings import ServerSettings
+from vigil.services.alerts import accept_alerts
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 EXAMPLES = 40
@@ -45,7 +46,7 @@ def fuzz_live(tmp_path_factory):
         st.set_status(inv.id, InvestigationStatus.RUNNING)
         st.replace_hypotheses(inv.id, [Hypothesis(rank=1, resource="a", fault_kind=FaultKind.CPU, confidence=0.5)])
         st.set_status(inv.id, InvestigationStatus.CONCLUDED)
-        st.accept_alerts("fuzz", [IncomingAlert(source="t", fingerprint="f", title="t", at=T0)],
+        accept_alerts(st, "fuzz", [IncomingAlert(source="t", fingerprint="f", title="t", at=T0)],
                          timedelta(hours=1), timedelta(minutes=5))
         st.put_integration("fuzz", "generic", {}, "generic-secret-0123456789")
         st.put_integration("fuzz", "sns", {"topic_arns": ["arn:aws:sns:eu-west-1:1:t"]}, None)

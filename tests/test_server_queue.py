@@ -29,6 +29,7 @@ from vigil.model import (
 )
 from vigil.server.runtime import Runtime
 from vigil.server.settings import ServerSettings
+from vigil.services.alerts import accept_alerts
 from vigil.store.state import StateStore, hash_token
 
 REPO = Path(__file__).resolve().parent.parent
@@ -63,9 +64,9 @@ def test_tokens_are_stored_hashed_and_revocable(store):
 
 
 def test_an_alert_storm_opens_one_incident_and_one_investigation(store):
-    first = store.accept_alerts("shop", [alert("a")], H, M5)
+    first = accept_alerts(store, "shop", [alert("a")], H, M5)
     assert first[0].outcome == "new-incident" and first[0].investigation_id
-    storm = store.accept_alerts("shop", [alert(f"s{i}", title=f"storm {i}") for i in range(100)] + [alert("a")], H, M5)
+    storm = accept_alerts(store, "shop", [alert(f"s{i}", title=f"storm {i}") for i in range(100)] + [alert("a")], H, M5)
     assert {o.outcome for o in storm[:100]} == {"grouped"} and storm[100].outcome == "duplicate"
     assert {o.investigation_id for o in storm} == {first[0].investigation_id}
     assert len(store.list_investigations("shop")) == 1
@@ -77,24 +78,24 @@ def test_an_alert_storm_opens_one_incident_and_one_investigation(store):
 
 def test_grouping_window_group_by_and_resolution(store):
     store.put_space(AgentSpace(id="shop", alerting=AlertGrouping(window_s=60, group_by=["team"])))
-    a = store.accept_alerts("shop", [alert("a", team="pay")], H, M5, now=T0)[0]
-    b = store.accept_alerts("shop", [alert("b", team="search")], H, M5, now=T0)[0]     # another group
-    c = store.accept_alerts("shop", [alert("c", team="pay")], H, M5, now=T0 + timedelta(seconds=30))[0]
-    d = store.accept_alerts("shop", [alert("d", team="pay")], H, M5, now=T0 + timedelta(seconds=200))[0]  # too late
+    a = accept_alerts(store, "shop", [alert("a", team="pay")], H, M5, now=T0)[0]
+    b = accept_alerts(store, "shop", [alert("b", team="search")], H, M5, now=T0)[0]     # another group
+    c = accept_alerts(store, "shop", [alert("c", team="pay")], H, M5, now=T0 + timedelta(seconds=30))[0]
+    d = accept_alerts(store, "shop", [alert("d", team="pay")], H, M5, now=T0 + timedelta(seconds=200))[0]  # too late
     assert [x.outcome for x in (a, b, c, d)] == ["new-incident", "new-incident", "grouped", "new-incident"]
     assert c.incident_id == a.incident_id and len({a.incident_id, b.incident_id, d.incident_id}) == 3
     # resolving: the incident closes when all its alerts resolved; unknown resolutions are ignored
-    r = store.accept_alerts("shop", [alert("a", status=AlertStatus.RESOLVED), alert("zz", status=AlertStatus.RESOLVED)],
+    r = accept_alerts(store, "shop", [alert("a", status=AlertStatus.RESOLVED), alert("zz", status=AlertStatus.RESOLVED)],
                             H, M5)
     assert [x.outcome for x in r] == ["resolved", "ignored"]
     assert store.get_incident(a.incident_id, "shop").status is IncidentStatus.OPEN
-    store.accept_alerts("shop", [alert("c", status=AlertStatus.RESOLVED)], H, M5)
+    accept_alerts(store, "shop", [alert("c", status=AlertStatus.RESOLVED)], H, M5)
     assert store.get_incident(a.incident_id, "shop").status is IncidentStatus.RESOLVED
     # the same fingerprint firing again after resolution is a new incident
-    again = store.accept_alerts("shop", [alert("a", team="pay")], H, M5, now=T0 + timedelta(seconds=210))[0]
+    again = accept_alerts(store, "shop", [alert("a", team="pay")], H, M5, now=T0 + timedelta(seconds=210))[0]
     assert again.outcome in ("grouped", "new-incident") and again.incident_id != a.incident_id
     with pytest.raises(Exception, match="no space"):
-        store.accept_alerts("ghost", [alert("x")], H, M5)
+        accept_alerts(store, "ghost", [alert("x")], H, M5)
 
 
 def test_accepting_is_all_or_nothing(store, database_url):
@@ -103,13 +104,13 @@ def test_accepting_is_all_or_nothing(store, database_url):
     ok = alert("ok")
     bad = alert("bad").model_copy(update={"resource": "r" * 400})   # longer than the column
     with pytest.raises(DBAPIError):
-        store.accept_alerts("shop", [ok, bad], H, M5)
+        accept_alerts(store, "shop", [ok, bad], H, M5)
     assert store.list_incidents("shop") == [] and store.list_investigations("shop") == []
     assert store.queue_depth()["queued"] == 0
 
 
 def test_claims_are_exclusive_under_concurrency(store):
-    ids = {store.accept_alerts("shop", [alert(f"x{i}")], H, M5, now=T0 + timedelta(hours=i))[0].investigation_id
+    ids = {accept_alerts(store, "shop", [alert(f"x{i}")], H, M5, now=T0 + timedelta(hours=i))[0].investigation_id
            for i in range(20)}
     got: list[str] = []
     lock = threading.Lock()
@@ -132,19 +133,19 @@ def test_investigations_wait_for_telemetry_after_a_fresh_onset(store):
     store.put_space(AgentSpace(id="shop", policies=Policies(settle_s=1.5)))
     now = datetime.now(UTC)
     fresh = IncomingAlert(source="test", fingerprint="fresh", title="just now", at=now)
-    inv = store.accept_alerts("shop", [fresh], H, M5)[0].investigation_id
+    inv = accept_alerts(store, "shop", [fresh], H, M5)[0].investigation_id
     assert store.claim_job("w") is None                     # too early: its telemetry is still arriving
     assert abs((store.next_job_at() - (now + timedelta(seconds=1.5))).total_seconds()) < 0.01
     note = store.journal(inv)[0]
     assert note.kind is JournalKind.NOTE and "waiting until" in note.message
-    old = store.accept_alerts("shop", [alert("old", team="x")], H, M5)   # an onset long past
+    old = accept_alerts(store, "shop", [alert("old", team="x")], H, M5)   # an onset long past
     assert old[0].outcome == "grouped"                      # (same space, within the window)
     time.sleep(1.6)
     assert store.claim_job("w") == inv
 
 
 def test_recovery_requeues_running_jobs_and_gives_up_after_max_attempts(store):
-    out = store.accept_alerts("shop", [alert("a"), alert("b", title="other")], H, M5)
+    out = accept_alerts(store, "shop", [alert("a"), alert("b", title="other")], H, M5)
     inv = out[0].investigation_id
     assert store.claim_job("crashed-server") == inv
     store.set_status(inv, InvestigationStatus.RUNNING)

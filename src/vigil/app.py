@@ -1,4 +1,5 @@
-"""The application core the interfaces (CLI, the HTTP API of ``vigil serve``; web and MCP later) are thin over."""
+"""The application: the stores (opened lazily), the space's sources and the services (``vigil.services``)
+that the interfaces (CLI, the HTTP API and console of ``vigil serve``, MCP) are thin over."""
 
 from __future__ import annotations
 
@@ -9,13 +10,12 @@ from pathlib import Path
 
 import duckdb
 
-from vigil.agent import Investigator
 from vigil.config import Settings
 from vigil.engine import Analysis
 from vigil.errors import InputError, NotFound, VigilError
 from vigil.ingest import Recording, discover
 from vigil.model import AgentSpace, Alert, ApiToken, Investigation, Role
-from vigil.report import ReportData, render
+from vigil.services import Services
 from vigil.sources.router import SpaceSources
 from vigil.store.state import StateStore
 from vigil.store.telemetry import TelemetryStore
@@ -41,6 +41,7 @@ class App:
         self._state: StateStore | None = None
         self._telemetry: TelemetryStore | None = None
         self._sources: SpaceSources | None = None
+        self._services: Services | None = None
 
     @property
     def state(self) -> StateStore:
@@ -73,6 +74,21 @@ class App:
             self._sources = SpaceSources(self.telemetry, self.state.list_sources)
         return self._sources
 
+    @property
+    def services(self) -> Services:
+        """The application services; ``vigil serve`` replaces them with ones wired to its workers."""
+        if self._services is None:
+            self._services = Services(self)
+        return self._services
+
+    @services.setter
+    def services(self, value: Services) -> None:
+        self._services = value
+
+    def state_location(self) -> str:
+        """Where the state lives, for messages (a password in the URL is masked)."""
+        return self.state.engine.url.render_as_string()
+
     def close(self) -> None:
         if self._sources is not None:
             self._sources.close()
@@ -84,19 +100,10 @@ class App:
 
     # -- spaces and tokens ---------------------------------------------------------------------
     def create_space(self, space_id: str, description: str = "") -> AgentSpace:
-        try:
-            self.state.get_space(space_id)
-        except NotFound:
-            space = self.state.put_space(AgentSpace(id=space_id, name=space_id, description=description,
-                                                    sources=["embedded"]))
-            self.state.audit("cli", "space-create", space_id=space.id, target=space.id)
-            return space
-        raise InputError(f"space {space_id!r} already exists")
+        return self.services.spaces.create(space_id, "cli", description)
 
     def create_token(self, space_id: str, role: Role, name: str = "") -> tuple[str, ApiToken]:
-        secret, tok = self.state.create_token(space_id, role, name=name, created_by="cli")
-        self.state.audit("cli", "token-create", space_id=space_id, target=tok.id, detail={"role": tok.role.value})
-        return secret, tok
+        return self.services.tokens.create(space_id, role, name, "cli")
 
     # -- import --------------------------------------------------------------------------------
     def discover(self, paths: list[Path]) -> list[Recording]:
@@ -112,20 +119,19 @@ class App:
             if replace:
                 w.drop_space(space)
             warnings = rec.load(w, space)
-        self.state.put_space(AgentSpace(id=space, name=space, description=f"{rec.format} recording {rec.dataset}",
-                                        sources=["embedded"]))
-        self.state.audit("cli", "import", space_id=space, target=str(rec.path), detail={"dataset": rec.dataset})
+        self.services.spaces.imported(space, f"{rec.format} recording {rec.dataset}", "cli", str(rec.path),
+                                      rec.dataset)
         return ImportResult(space=space, dataset=rec.dataset, cases=len(rec.cases),
                             rows=self.telemetry.counts(space), warnings=warnings)
 
     # -- investigate ---------------------------------------------------------------------------
     def alerts(self, space: str) -> list[Alert]:
-        self.state.get_space(space)
+        self.services.spaces.get(space)
         return self.sources.alerts(space)
 
     def investigate(self, space: str, at: datetime | None = None, alert_id: str | None = None,
                     latest: bool = False) -> tuple[Investigation, Analysis]:
-        self.state.get_space(space)
+        self.services.spaces.get(space)
         alert = None
         if alert_id or latest:
             alerts = self.sources.alerts(space)
@@ -140,16 +146,13 @@ class App:
             at = alert.at
         if at is None:
             raise InputError("say when: --at TIME, --alert ID or --latest")
-        investigator = Investigator(self.state, self.sources)
-        inv = investigator.start(space, at, alert=alert)
-        analysis = investigator.run(inv)
-        self.state.audit("cli", "investigate", space_id=space, target=inv.id)
-        return self.state.get_investigation(inv.id), analysis
+        inv = self.services.investigations.start_at(space, at, "cli", alert=alert)
+        analysis = self.services.investigations.run_here(inv)
+        return self.services.investigations.get(space, inv.id), analysis
 
     # -- report --------------------------------------------------------------------------------
     def report(self, inv_id: str, fmt: str = "html", out: Path | None = None) -> Path:
-        inv = self.state.get_investigation(inv_id)
-        text = render(ReportData(inv, self.state.hypotheses(inv_id), self.state.journal(inv_id)), fmt)
+        text = self.services.investigations.report(None, inv_id, fmt)
         path = out or self.settings.reports_dir / f"{inv_id}.{fmt}"
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(path.suffix + ".tmp")

@@ -11,3 +11,9 @@ class InputError(VigilError):
 
 class NotFound(VigilError):
     """A named object does not exist (in this space)."""
+
+
+class Unprocessable(InputError):
+    """Well-formed input that cannot be used: a source config that fails its check (HTTP 422)."""
+
+    status = 422

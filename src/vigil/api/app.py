@@ -50,7 +50,7 @@ def create_app(runtime: Runtime | None = None, start: bool = True) -> FastAPI:
     app = FastAPI(title="Vigil", version=__version__, description=DESCRIPTION, lifespan=lifespan,
                   docs_url=None, redoc_url=None)
     app.state.runtime = rt
-    app.state.sns_certs = CertFetcher(rt.settings.sns_cert_url_regex, rt.settings.sns_cert_timeout_s)
+    rt.services.webhooks.certs = CertFetcher(rt.settings.sns_cert_url_regex, rt.settings.sns_cert_timeout_s)
     errors.install(app)
     app.add_middleware(BodyLimit, limit=rt.settings.max_body_bytes, otlp_limit=rt.settings.max_otlp_bytes,
                        webhook_limit=rt.settings.max_webhook_bytes)

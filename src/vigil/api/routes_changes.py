@@ -13,10 +13,8 @@ from starlette.concurrency import run_in_threadpool
 
 from vigil.api.auth import SpacePath
 from vigil.api.errors import ERROR_RESPONSES
-from vigil.api.routes_ingest import signed_integration
-from vigil.integrations import WebhookRejected, github, gitlab
-from vigil.integrations.changes import ChangeEvent, frame
-from vigil.integrations.common import load_json
+from vigil.integrations import WebhookRejected
+from vigil.integrations.changes import ChangeEvent
 
 router = APIRouter(responses=ERROR_RESPONSES)
 _BODY = {"requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}}}
@@ -32,35 +30,13 @@ def _rt(request: Request):
     return request.app.state.runtime
 
 
-def _key(resource: str, ts: float, kind: str, description: str) -> tuple:
-    return resource, round(float(ts), 3), kind, description
-
-
-def _store(request: Request, space: str, kind: str, events: list[ChangeEvent]) -> list[ChangeEvent]:
-    """Store the changes the space does not hold yet: a redelivery (GitHub retries, "Redeliver") or a
-    replayed delivery adds nothing. Returns what was stored."""
-    rt = _rt(request)
-    lo, hi = min(e.ts for e in events), max(e.ts for e in events)
-    have = rt.telemetry.changes(space, lo, hi + 1.0)
-    seen = {_key(*r) for r in zip(have["resource"], have["ts"], have["kind"], have["description"], strict=True)}
-    fresh = []
-    for e in events:
-        k = _key(e.resource, e.ts, e.kind, e.description)
-        if k not in seen:
-            seen.add(k)
-            fresh.append(e)
-    if fresh:
-        with rt.telemetry.transaction() as w:
-            w.changes(space, frame(fresh))
-    rt.state.audit(f"{kind} (signed)", "changes", space_id=space, target=kind,
-                   detail={"changes": len(fresh), "duplicates": len(events) - len(fresh),
-                           "resources": sorted({e.resource for e in fresh})[:20]})
-    return fresh
+def _svc(request: Request):
+    return request.app.state.runtime.services
 
 
 async def _accept(request: Request, space: str, kind: str, events: list[ChangeEvent], note: str):
     if events:
-        stored = await run_in_threadpool(_store, request, space, kind, events)
+        stored = await run_in_threadpool(_svc(request).changes.record, space, kind, events)
         if len(stored) < len(events):
             note = (note + "; " if note else "") + f"{len(events) - len(stored)} already recorded (a redelivery)"
         events = stored
@@ -73,32 +49,28 @@ def _rejected(request: Request, kind: str, exc: WebhookRejected) -> None:
     _rt(request).metrics.webhook_rejections.labels(kind, exc.reason).inc()
 
 
+async def _verified(request: Request, space: str, kind: str) -> tuple[list[ChangeEvent], str]:
+    """The delivery verified by its trigger with the space's secret and parsed: (events, note)."""
+    body = await request.body()
+    try:
+        (events, note), _config = await run_in_threadpool(_svc(request).webhooks.verified, space, kind,
+                                                          request.headers, body)
+    except WebhookRejected as exc:
+        _rejected(request, kind, exc)
+        raise
+    return events, note
+
+
 @router.post("/v1/spaces/{space}/webhooks/github", response_model=ChangesAccepted, status_code=202,
              tags=["webhooks"], openapi_extra=_BODY,
              summary="GitHub deployment, deployment_status and workflow_run events as changes "
                      "(X-Hub-Signature-256 verified)")
 async def webhook_github(request: Request, space: SpacePath):
-    body = await request.body()
-    try:
-        config, secret = await run_in_threadpool(signed_integration, request, space, "github")
-        github.verify(body, request.headers.get(github.SIGNATURE), secret)
-        events, note = github.parse(request.headers.get(github.EVENT), load_json(body), config)
-    except WebhookRejected as exc:
-        _rejected(request, "github", exc)
-        raise
-    return await _accept(request, space, "github", events, note)
+    return await _accept(request, space, "github", *await _verified(request, space, "github"))
 
 
 @router.post("/v1/spaces/{space}/webhooks/gitlab", response_model=ChangesAccepted, status_code=202,
              tags=["webhooks"], openapi_extra=_BODY,
              summary="GitLab Deployment and Pipeline hooks as changes (X-Gitlab-Token verified)")
 async def webhook_gitlab(request: Request, space: SpacePath):
-    body = await request.body()
-    try:
-        config, secret = await run_in_threadpool(signed_integration, request, space, "gitlab")
-        gitlab.verify(request.headers.get(gitlab.TOKEN), secret)
-        events, note = gitlab.parse(request.headers.get(gitlab.EVENT), load_json(body), config)
-    except WebhookRejected as exc:
-        _rejected(request, "gitlab", exc)
-        raise
-    return await _accept(request, space, "gitlab", events, note)
+    return await _accept(request, space, "gitlab", *await _verified(request, space, "gitlab"))

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import urllib.parse
-import urllib.request
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated
@@ -25,8 +23,8 @@ from vigil.api.auth import (
 from vigil.api.errors import ERROR_RESPONSES, ApiError, error
 from vigil.api.schemas import AlertsAccepted
 from vigil.ingest import otlp
-from vigil.integrations import WebhookRejected, alertmanager, generic, grafana, pagerduty, sns
-from vigil.integrations.common import load_json, resolve_secret
+from vigil.integrations import WebhookRejected
+from vigil.integrations.triggers import sns_message
 from vigil.model import IncomingAlert, Role
 from vigil.server.admission import Busy
 
@@ -96,6 +94,10 @@ async def otlp_metrics(request: Request, who: OtlpWriter):
 _WEBHOOK_BODY = {"requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}}}
 
 
+def _svc(request: Request):
+    return request.app.state.runtime.services
+
+
 @asynccontextmanager
 async def admitted(request: Request, space: str) -> AsyncIterator[None]:
     """Run a delivery's work in one of the space's ingest slots (``vigil.server.admission``): a space's
@@ -105,11 +107,6 @@ async def admitted(request: Request, space: str) -> AsyncIterator[None]:
             yield
     except Busy as exc:
         raise ApiError(503, str(exc), {"Retry-After": str(exc.retry_after)}) from None
-
-
-async def _parse(parse, body: bytes) -> list[IncomingAlert]:
-    """JSON and the trigger's parser off the event loop (a storm's delivery is megabytes)."""
-    return await run_in_threadpool(lambda: parse(load_json(body)))
 
 
 async def _accept(request: Request, space: str, kind: str, alerts: list[IncomingAlert], actor: str):
@@ -128,26 +125,23 @@ def _rejected(request: Request, kind: str, exc: WebhookRejected) -> None:
     _rt(request).metrics.webhook_rejections.labels(kind, exc.reason).inc()
 
 
-def _integration(request: Request, space: str, kind: str) -> tuple[dict, str | None]:
-    got = _rt(request).state.get_integration(space, kind)
-    if got is None:
-        # the same answer whether or not the space exists: nothing is learnt without the secret
-        raise WebhookRejected(f"{kind} webhooks are not enabled for this space", 403, "not-configured")
-    return got
+async def _verified(request: Request, space: str, kind: str, body: bytes) -> dict:
+    """A signed delivery checked by its trigger with the space's secret (``WebhookService.verify``):
+    the integration's config. Rejections are counted."""
+    try:
+        return await run_in_threadpool(_svc(request).webhooks.verify, space, kind, request.headers, body)
+    except WebhookRejected as exc:
+        _rejected(request, kind, exc)
+        raise
 
 
-def signed_integration(request: Request, space: str, kind: str) -> tuple[dict, str]:
-    """The config of a signed webhook integration and the secret it is verified with; refused when
-    none is configured."""
-    config, stored = _integration(request, space, kind)
-    secret = resolve_secret(config, stored)
-    if not secret:
-        raise WebhookRejected(f"{kind} webhooks are not enabled for this space", 403, "not-configured")
-    return config, secret
-
-
-def _signing_secret(request: Request, space: str, kind: str) -> str:
-    return signed_integration(request, space, kind)[1]
+async def _parsed(request: Request, kind: str, body: bytes, config: dict | None = None) -> list[IncomingAlert]:
+    """The delivery's alerts, parsed by its trigger off the event loop (a storm's delivery is megabytes)."""
+    try:
+        return await run_in_threadpool(_svc(request).webhooks.parse, kind, request.headers, body, config)
+    except WebhookRejected as exc:
+        _rejected(request, kind, exc)
+        raise
 
 
 @router.post("/v1/spaces/{space}/webhooks/alertmanager", response_model=AlertsAccepted, status_code=202,
@@ -156,11 +150,7 @@ def _signing_secret(request: Request, space: str, kind: str) -> str:
 async def webhook_alertmanager(request: Request, space: SpacePath, who: Operator):
     body = await request.body()
     async with admitted(request, space):
-        try:
-            alerts = await _parse(alertmanager.parse, body)
-        except WebhookRejected as exc:
-            _rejected(request, "alertmanager", exc)
-            raise
+        alerts = await _parsed(request, "alertmanager", body)
         return await _accept(request, space, "alertmanager", alerts, f"alertmanager via {who.actor}")
 
 
@@ -169,26 +159,25 @@ async def webhook_alertmanager(request: Request, space: SpacePath, who: Operator
              summary="Grafana alerting webhook: an operator token, or Grafana's HMAC signature")
 async def webhook_grafana(request: Request, space: SpacePath):
     body = await request.body()
+    hooks = _svc(request).webhooks
+    config = None
     try:
         if bearer(request) is not None:
             tok = await run_in_threadpool(authenticate, request)
             actor = "grafana via " + authorize(tok, space, Role.OPERATOR).actor
         else:
-            got = await run_in_threadpool(_rt(request).state.get_integration, space, "grafana")
-            config, stored = got or ({}, None)
-            secret = resolve_secret(config, stored)
-            if not secret or not request.headers.get(str(config.get("header") or grafana.HEADER)):
+            if not await run_in_threadpool(hooks.has_signature, space, "grafana", request.headers):
                 _rt(request).metrics.webhook_rejections.labels("grafana", "unauthorized").inc()
                 raise ApiError(401, "missing bearer token: send 'Authorization: Bearer <token>' (or Grafana's "
                                     "HMAC signature, once the space has a grafana secret)", CHALLENGE)
-            grafana.verify(body, request.headers, secret, config, _rt(request).settings.webhook_tolerance_s)
+            config = await run_in_threadpool(hooks.verify, space, "grafana", request.headers, body)
             actor = "grafana (signed)"
-        async with admitted(request, space):
-            alerts = await _parse(grafana.parse, body)
-            return await _accept(request, space, "grafana", alerts, actor)
     except WebhookRejected as exc:
         _rejected(request, "grafana", exc)
         raise
+    async with admitted(request, space):
+        alerts = await _parsed(request, "grafana", body, config)
+        return await _accept(request, space, "grafana", alerts, actor)
 
 
 @router.post("/v1/spaces/{space}/webhooks/pagerduty", response_model=AlertsAccepted, status_code=202,
@@ -196,15 +185,10 @@ async def webhook_grafana(request: Request, space: SpacePath):
              summary="PagerDuty v3 webhook, verified by X-PagerDuty-Signature")
 async def webhook_pagerduty(request: Request, space: SpacePath):
     body = await request.body()
-    try:
-        secret = await run_in_threadpool(_signing_secret, request, space, "pagerduty")
-        pagerduty.verify(body, request.headers.get(pagerduty.HEADER), secret)
-        async with admitted(request, space):
-            alerts = await _parse(pagerduty.parse, body)
-            return await _accept(request, space, "pagerduty", alerts, "pagerduty (signed)")
-    except WebhookRejected as exc:
-        _rejected(request, "pagerduty", exc)
-        raise
+    config = await _verified(request, space, "pagerduty", body)
+    async with admitted(request, space):
+        alerts = await _parsed(request, "pagerduty", body, config)
+        return await _accept(request, space, "pagerduty", alerts, "pagerduty (signed)")
 
 
 @router.post("/v1/spaces/{space}/webhooks/generic", response_model=AlertsAccepted, status_code=202,
@@ -212,16 +196,10 @@ async def webhook_pagerduty(request: Request, space: SpacePath):
              summary="Generic webhook signed with HMAC-SHA256 (X-Vigil-Timestamp, X-Vigil-Signature)")
 async def webhook_generic(request: Request, space: SpacePath):
     body = await request.body()
-    try:
-        secret = await run_in_threadpool(_signing_secret, request, space, "generic")
-        generic.verify(body, request.headers.get(generic.SIGNATURE), request.headers.get(generic.TIMESTAMP), secret,
-                       _rt(request).settings.webhook_tolerance_s)
-        async with admitted(request, space):
-            alerts = await _parse(generic.parse, body)
-            return await _accept(request, space, "generic", alerts, "generic webhook (signed)")
-    except WebhookRejected as exc:
-        _rejected(request, "generic", exc)
-        raise
+    config = await _verified(request, space, "generic", body)
+    async with admitted(request, space):
+        alerts = await _parsed(request, "generic", body, config)
+        return await _accept(request, space, "generic", alerts, "generic webhook (signed)")
 
 
 @router.post("/v1/spaces/{space}/webhooks/sns", response_model=AlertsAccepted, status_code=202,
@@ -230,42 +208,14 @@ async def webhook_generic(request: Request, space: SpacePath):
 async def webhook_sns(request: Request, space: SpacePath):
     rt = _rt(request)
     body = await request.body()
-    try:
-        config, _ = await run_in_threadpool(_integration, request, space, "sns")
-        msg = load_json(body)
-        if not isinstance(msg, dict):
-            raise WebhookRejected("the body must be an SNS message object")
-        declared = request.headers.get("x-amz-sns-message-type")
-        if declared and declared != msg.get("Type"):
-            raise WebhookRejected("x-amz-sns-message-type does not match the message Type")
-        fetcher = request.app.state.sns_certs
-        await run_in_threadpool(lambda: sns.verify(msg, fetcher, list(config.get("topic_arns") or []),
-                                                   max_age_s=rt.settings.sns_max_age_s,
-                                                   skew_s=rt.settings.webhook_tolerance_s))
-    except WebhookRejected as exc:
-        _rejected(request, "sns", exc)
-        raise
-    kind = msg["Type"]
-    if kind == "Notification":
+    config = await _verified(request, space, "sns", body)
+    msg = sns_message(request.headers, body)
+    if msg.get("Type") == "Notification":
         async with admitted(request, space):
-            return await _accept(request, space, "sns", sns.parse_cloudwatch(msg), "sns (signed)")
-    outcome = "unsubscribed"
-    if kind == "SubscriptionConfirmation":
-        outcome = "subscription-pending"
-        url = str(msg.get("SubscribeURL", ""))
-        cert = urllib.parse.urlsplit(str(msg.get("SigningCertURL", "")))
-        target = urllib.parse.urlsplit(url)
-        if config.get("auto_confirm") and (target.scheme, target.netloc) == (cert.scheme, cert.netloc):
-            try:
-                await run_in_threadpool(lambda: urllib.request.urlopen(url, timeout=5).read(65536))  # noqa: S310
-                outcome = "subscription-confirmed"
-            except OSError:
-                outcome = "subscription-confirm-failed"
-        await run_in_threadpool(rt.state.audit, "sns (signed)", f"sns-{outcome}", space,
-                                str(msg.get("TopicArn"))[:200], {"subscribe_url": url[:1000]})
-    else:
-        await run_in_threadpool(rt.state.audit, "sns (signed)", "sns-unsubscribed", space,
-                                str(msg.get("TopicArn"))[:200])
+            alerts = await _parsed(request, "sns", body, config)
+            return await _accept(request, space, "sns", alerts, "sns (signed)")
+    svc = _svc(request)
+    outcome = await run_in_threadpool(svc.webhooks.sns_control, space, request.headers, body, config, svc.audit)
     rt.metrics.webhooks.labels("sns").inc()
     return JSONResponse({"accepted": 0, "outcomes": [{"fingerprint": str(msg.get("MessageId"))[:200],
                                                       "outcome": outcome}]}, status_code=202)

@@ -23,7 +23,6 @@ from vigil.model import (
     InvestigationStatus,
     JournalEntry,
 )
-from vigil.report import ReportData, render
 
 router = APIRouter(prefix="/v1/spaces/{space}", responses=ERROR_RESPONSES)
 Limit = Annotated[int, Query(ge=1, le=500)]
@@ -37,8 +36,12 @@ def _rt(request: Request):
     return request.app.state.runtime
 
 
-def _view(rt, inv) -> InvestigationView:
-    job = rt.state.job(inv.id)
+def _svc(request: Request):
+    return request.app.state.runtime.services
+
+
+def _view(request: Request, inv) -> InvestigationView:
+    job = _svc(request).investigations.job(inv.space_id, inv.id)
     return InvestigationView(**inv.model_dump(), job=JobView(**job) if job else None)
 
 
@@ -46,50 +49,45 @@ def _view(rt, inv) -> InvestigationView:
 @router.get("/incidents", response_model=list[Incident], tags=["incidents"])
 def list_incidents(request: Request, space: SpacePath, who: Viewer, status: IncidentStatus | None = None,
                    limit: Limit = 50, offset: Offset = 0):
-    return _rt(request).state.list_incidents(space, status, limit, offset)
+    return _svc(request).alerts.incidents(space, status, limit, offset)
 
 
 @router.get("/incidents/{incident_id}", response_model=Incident, tags=["incidents"],
             summary="An incident with its alerts (fingerprints, receipts, status)")
 def get_incident(request: Request, space: SpacePath, incident_id: IdPath, who: Viewer):
-    return _rt(request).state.get_incident(incident_id, space)
+    return _svc(request).alerts.incident(space, incident_id)
 
 
 # -- investigations -------------------------------------------------------------------------------
 @router.get("/investigations", response_model=list[InvestigationView], tags=["investigations"])
 def list_investigations(request: Request, space: SpacePath, who: Viewer, status: InvestigationStatus | None = None,
                         limit: Limit = 50, offset: Offset = 0):
-    rt = _rt(request)
-    return [_view(rt, i) for i in rt.state.list_investigations(space, status, limit, offset)]
+    return [_view(request, i) for i in _svc(request).investigations.list(space, status, limit, offset)]
 
 
 @router.post("/investigations", response_model=InvestigationView, status_code=202, tags=["investigations"],
              summary="Start an investigation by hand: latest alarm, high CPU, error-rate spike or free text")
 def start_investigation(request: Request, space: SpacePath, body: ManualStart, who: Operator):
-    rt = _rt(request)
-    inv = rt.start_manual(space, body.starting_point, body.start, body.end, body.at, body.text, who.actor)
-    return _view(rt, inv)
+    inv = _svc(request).investigations.start_manual(space, body.starting_point, body.start, body.end, body.at,
+                                                    body.text, who.actor)
+    return _view(request, inv)
 
 
 @router.get("/investigations/{inv_id}", response_model=InvestigationView, tags=["investigations"])
 def get_investigation(request: Request, space: SpacePath, inv_id: IdPath, who: Viewer):
-    rt = _rt(request)
-    return _view(rt, rt.state.get_investigation(inv_id, space_id=space))
+    return _view(request, _svc(request).investigations.get(space, inv_id))
 
 
 @router.post("/investigations/{inv_id}/cancel", response_model=InvestigationView, status_code=202,
              tags=["investigations"])
 def cancel_investigation(request: Request, space: SpacePath, inv_id: IdPath, who: Operator):
-    rt = _rt(request)
-    return _view(rt, rt.cancel(space, inv_id, who.actor))
+    return _view(request, _svc(request).investigations.cancel(space, inv_id, who.actor))
 
 
 @router.get("/investigations/{inv_id}/journal", response_model=list[JournalEntry], tags=["investigations"])
 def get_journal(request: Request, space: SpacePath, inv_id: IdPath, who: Viewer,
                 after: Annotated[int, Query(ge=0, le=10_000_000, description="Only entries after this seq.")] = 0):
-    rt = _rt(request)
-    rt.state.get_investigation(inv_id, space_id=space)
-    return rt.state.journal(inv_id, after_seq=after)
+    return _svc(request).investigations.journal(space, inv_id, after_seq=after)
 
 
 def _event(kind: str, data, event_id: int | None = None) -> bytes:
@@ -105,17 +103,15 @@ def _event(kind: str, data, event_id: int | None = None) -> bytes:
 async def journal_events(request: Request, space: SpacePath, inv_id: IdPath, who: Viewer,
                          after: Annotated[int, Query(ge=0, le=10_000_000)] = 0):
     rt = _rt(request)
-    st = rt.state
-    await run_in_threadpool(st.get_investigation, inv_id, space)      # 404 before the stream starts
+    invs = rt.services.investigations
+    await run_in_threadpool(invs.get, space, inv_id)      # 404 before the stream starts
     last = request.headers.get("last-event-id", "")
     start_seq = int(last) if last.isdigit() and len(last) < 10 else after
 
     def _read(after_seq: int, hyp_sig):
         # the hypotheses (with their evidence) only when their signature changed: a stream re-reads every
         # few seconds, and a storm has many streams open
-        inv, entries, sig = st.get_investigation(inv_id), st.journal(inv_id, after_seq=after_seq), \
-            st.hypotheses_signature(inv_id)
-        return inv, entries, sig, (st.hypotheses(inv_id) if sig != hyp_sig else None)
+        return invs.snapshot(space, inv_id, after_seq, hyp_sig)
 
     async def stream():
         seq, status, hyp_sig = start_seq, None, None
@@ -155,29 +151,28 @@ async def journal_events(request: Request, space: SpacePath, inv_id: IdPath, who
 # -- hypotheses -----------------------------------------------------------------------------------
 @router.get("/investigations/{inv_id}/hypotheses", response_model=list[Hypothesis], tags=["hypotheses"])
 def get_hypotheses(request: Request, space: SpacePath, inv_id: IdPath, who: Viewer):
-    rt = _rt(request)
-    rt.state.get_investigation(inv_id, space_id=space)
-    return rt.state.hypotheses(inv_id)
+    return _svc(request).investigations.hypotheses(space, inv_id)
 
 
 @router.post("/investigations/{inv_id}/hypotheses/{hyp_id}/accept", response_model=Hypothesis, tags=["hypotheses"])
 def accept_hypothesis(request: Request, space: SpacePath, inv_id: IdPath, hyp_id: IdPath, who: Operator,
                       body: JudgeIn | None = None):
-    return _rt(request).judge(space, inv_id, hyp_id, who.actor, HypothesisState.ACCEPTED, body.note if body else None)
+    return _svc(request).investigations.judge(space, inv_id, hyp_id, who.actor, HypothesisState.ACCEPTED,
+                                              body.note if body else None)
 
 
 @router.post("/investigations/{inv_id}/hypotheses/{hyp_id}/discard", response_model=Hypothesis,
              tags=["hypotheses"])
 def discard_hypothesis(request: Request, space: SpacePath, inv_id: IdPath, hyp_id: IdPath, who: Operator,
                        body: JudgeIn | None = None):
-    return _rt(request).judge(space, inv_id, hyp_id, who.actor, HypothesisState.DISCARDED,
-                              body.note if body else None)
+    return _svc(request).investigations.judge(space, inv_id, hyp_id, who.actor, HypothesisState.DISCARDED,
+                                              body.note if body else None)
 
 
 @router.post("/investigations/{inv_id}/hypotheses/{hyp_id}/note", response_model=Hypothesis, tags=["hypotheses"])
 def note_hypothesis(request: Request, space: SpacePath, inv_id: IdPath, hyp_id: IdPath, body: NoteIn,
                     who: Operator):
-    return _rt(request).judge(space, inv_id, hyp_id, who.actor, None, body.note)
+    return _svc(request).investigations.judge(space, inv_id, hyp_id, who.actor, None, body.note)
 
 
 # -- reports --------------------------------------------------------------------------------------
@@ -189,9 +184,7 @@ _MEDIA = {"md": "text/markdown; charset=utf-8", "json": "application/json", "htm
             summary="The investigation's report: Markdown, JSON or self-contained HTML")
 def get_report(request: Request, space: SpacePath, inv_id: IdPath, who: Viewer,
                format: Literal["md", "json", "html"] = "md"):  # noqa: A002 - the query parameter's name
-    st = _rt(request).state
-    inv = st.get_investigation(inv_id, space_id=space)
-    text = render(ReportData(inv, st.hypotheses(inv_id), st.journal(inv_id)), format)
+    text = _svc(request).investigations.report(space, inv_id, format)
     resp = Response(text, media_type=_MEDIA[format])
     if format == "html":            # self-contained: its inline style and SVG, no script, nothing fetched
         resp.headers["Content-Security-Policy"] = REPORT_CSP

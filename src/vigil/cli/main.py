@@ -76,7 +76,7 @@ def spaces() -> None:
     """List spaces and what they hold."""
     a = _app()
     table = Table("space", "description", "metrics", "logs", "spans", "alerts")
-    for s in a.state.list_spaces():
+    for s in a.services.spaces.list():
         c = a.telemetry.counts(s.id)
         table.add_row(s.id, s.description, str(c["metrics"]), str(c["logs"]), str(c["spans"]), str(c["alerts"]))
     console.print(table)
@@ -221,7 +221,7 @@ def space_apply(file: Annotated[Path, typer.Argument(help="YAML: space, descript
     spec = spacefile.load(file)
     a = _app()
     try:
-        res = spacefile.apply(a.state, spec, check=check, prune=prune)
+        res = a.services.sources.apply(spec, "cli", check=check, prune=prune)
     finally:
         a.close()
     console.print(f"space {res.space} {'created' if res.created else 'updated'}; "
@@ -237,8 +237,7 @@ def space_sources(space: Annotated[str, typer.Argument(help="Space.")]) -> None:
     """List a space's sources with their configuration (secrets are references) and last check."""
     a = _app()
     try:
-        a.state.get_space(space)
-        rows = a.state.list_sources(space)
+        rows = a.services.sources.list(space)
     finally:
         a.close()
     table = Table("name", "kind", "config", "last check (UTC)", "ok", "message")
@@ -269,9 +268,8 @@ def token_create(space: Annotated[str, typer.Option(help="The space the token is
 def token_list(space: Annotated[str, typer.Option(help="Space.")]) -> None:
     """List a space's tokens (never the secrets)."""
     a = _app()
-    a.state.get_space(space)
     table = Table("id", "role", "name", "created (UTC)", "revoked")
-    for t in a.state.list_tokens(space):
+    for t in a.services.tokens.list(space):
         table.add_row(t.id, t.role.value, t.name, f"{t.created_at:%Y-%m-%d %H:%M:%S}",
                       f"{t.revoked_at:%Y-%m-%d %H:%M:%S}" if t.revoked_at else "")
     console.print(table)
@@ -282,8 +280,7 @@ def token_list(space: Annotated[str, typer.Option(help="Space.")]) -> None:
 def token_revoke(token_id: Annotated[str, typer.Argument(help="Token id (tok_...).")]) -> None:
     """Revoke a token (a running server stops accepting it within seconds)."""
     a = _app()
-    tok = a.state.revoke_token(token_id)
-    a.state.audit("cli", "token-revoke", space_id=tok.space_id, target=tok.id)
+    tok = a.services.tokens.revoke(token_id, "cli")
     console.print(f"token {tok.id} revoked")
     a.close()
 
@@ -307,10 +304,10 @@ def serve(host: Annotated[str, typer.Option(help="Address to listen on (loopback
     settings = ServerSettings.from_env(host=host, port=port, workers=workers)
     a = App()
     _scaleout_check(a, settings)
-    _ = a.state, a.telemetry       # open both now: a store held by another process is a clear error
+    _ = a.services.spaces.list(), a.telemetry     # open both now: a store in use is a clear error
     rt = Runtime(a, settings)
     where = "investigations on `vigil worker`s" if settings.scaleout else f"{settings.workers} workers"
-    err.print(f"vigil {__version__} serving on http://{host}:{port} (state {a.state.engine.url.render_as_string()}, "
+    err.print(f"vigil {__version__} serving on http://{host}:{port} (state {a.state_location()}, "
               f"telemetry {_telemetry_where(a)}, {where})", highlight=False)
     uvicorn.run(create_app(rt), host=host, port=port, log_level="warning", access_log=access_log,
                 timeout_graceful_shutdown=10)
@@ -328,7 +325,7 @@ def _scaleout_check(a, settings) -> None:
     if settings.scaleout and not a.settings.database_url.startswith("postgresql"):
         raise VigilError("VIGIL_BROKER_URL is set (scale-out mode): keep state in PostgreSQL too, "
                          "VIGIL_DATABASE_URL=postgresql+psycopg://...")
-    a.state.check_secret_key()      # a missing or wrong key is said now, not at the first signed webhook
+    a.services.integrations.check_secret_key()      # a missing or wrong key is said now, not at the first signed webhook
 
 
 @app.command()
@@ -350,7 +347,7 @@ def worker(concurrency: Annotated[int | None, typer.Option(help="Investigations 
         raise VigilError(f"unknown log level {loglevel!r}")
     a = App()
     _scaleout_check(a, settings)
-    _ = a.state, a.telemetry
+    _ = a.services.spaces.list(), a.telemetry
     rt = Runtime(a, settings)
     try:
         rt.dispatch.ping(timeout=5.0)
@@ -359,7 +356,7 @@ def worker(concurrency: Annotated[int | None, typer.Option(help="Investigations 
         raise VigilError(f"cannot reach the broker at {_broker_where(settings.broker_url)} "
                          f"({type(exc).__name__})") from None
     err.print(f"vigil {__version__} worker: {settings.workers} at once, broker "
-              f"{_broker_where(settings.broker_url)}, state {a.state.engine.url.render_as_string()}",
+              f"{_broker_where(settings.broker_url)}, state {a.state_location()}",
               highlight=False)
     try:
         run_worker(rt, settings.workers, loglevel.upper())

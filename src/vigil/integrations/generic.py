@@ -36,14 +36,15 @@ def sign(secret: str, body: bytes, ts: int | None = None) -> dict[str, str]:
     return {TIMESTAMP: str(ts), SIGNATURE: "sha256=" + hmac_sha256_hex(secret, f"{ts}.".encode() + body)}
 
 
-def verify(body: bytes, signature: str | None, timestamp: str | None, secret: str, tolerance_s: float) -> None:
+def verify(body: bytes, signature: str | None, timestamp: str | None, secret: str, tolerance_s: float,
+           now: float | None = None) -> None:
     if not signature or not timestamp:
         raise WebhookRejected(f"missing {SIGNATURE} or {TIMESTAMP} header", 401, "unsigned")
     try:
         ts = int(timestamp)
     except ValueError:
         raise WebhookRejected(f"{TIMESTAMP} must be unix seconds", 401, "bad-signature") from None
-    if abs(time.time() - ts) > tolerance_s:
+    if abs((time.time() if now is None else now) - ts) > tolerance_s:
         raise WebhookRejected(f"{TIMESTAMP} is more than {tolerance_s:g} s away from now (replay?)", 401, "stale")
     expected = "sha256=" + hmac_sha256_hex(secret, f"{ts}.".encode() + body)
     if not same(signature.strip(), expected):

@@ -17,18 +17,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from vigil.agent import Investigator
 from vigil.app import App
 from vigil.engine import Settings as EngineSettings
 from vigil.errors import VigilError
 from vigil.model import (
     ApiToken,
     Investigation,
-    InvestigationStatus,
     Role,
     StartingPoint,
 )
-from vigil.server.starting import plan_start
 
 log = logging.getLogger("vigil.mcp")
 
@@ -89,10 +86,13 @@ class RuntimeBackend:
 
     def start(self, caller: Caller, point: StartingPoint, start: datetime | None, end: datetime | None,
               at: datetime | None, text: str) -> Investigation:
-        return self.rt.start_manual(caller.space, point, start, end, at, text, caller.actor)
+        return self.rt.services.investigations.start_manual(caller.space, point, start, end, at, text, caller.actor)
 
     def job(self, inv_id: str) -> dict[str, Any] | None:
-        return self.rt.state.job(inv_id)
+        try:
+            return self.rt.services.investigations.job(None, inv_id)
+        except VigilError:
+            return None
 
     @property
     def respond(self) -> Any:
@@ -114,25 +114,18 @@ class LocalBackend:
     @property
     def respond(self) -> Any:
         """Mitigation specs, chat, proposals, reports; reruns and notifications need ``vigil serve``."""
-        if self._respond is None:
-            from vigil.respond.service import RespondService
-            self._respond = RespondService(self.app.state, self.app.sources)
-        return self._respond
+        return self.app.services.respond
 
     def resolve(self, secret: str) -> ApiToken | None:
         # no cache: a token revoked with `vigil token revoke` stops working at the next call
-        return self.app.state.resolve_token(secret)
+        return self.app.services.tokens.resolve(secret)
 
     def start(self, caller: Caller, point: StartingPoint, start: datetime | None, end: datetime | None,
               at: datetime | None, text: str) -> Investigation:
         """The same window rules and starting points as ``Runtime.start_manual``; no queue."""
-        space = caller.space
-        st = self.app.state
-        plan = plan_start(st, self.app.sources, self.engine_settings, space, point, start, end, at, text, caller.actor,
-                          extra={"runs": "in the mcp process"})
-        wait = plan.wait
-        inv = st.create_investigation(space, plan.trigger, plan.window, enqueue=False, note=plan.note)
-        st.audit(caller.actor, "investigate", space_id=space, target=inv.id, detail={"starting_point": point.value})
+        inv, wait = self.app.services.investigations.plan_and_start(
+            caller.space, point, start, end, at, text, caller.actor, queue=False,
+            extra={"runs": "in the mcp process"})
         with self._lock:
             self._pending = [(f, i) for f, i in self._pending if not f.done()]
             self._pending.append((self._pool.submit(self._run, inv, wait), inv.id))
@@ -142,7 +135,7 @@ class LocalBackend:
         if wait is not None:
             time.sleep(max(0.0, (wait - datetime.now(UTC)).total_seconds()))
         try:
-            Investigator(self.app.state, self.app.sources, self.engine_settings).run(inv)
+            self.app.services.investigations.run_here(inv)
         except Exception as exc:    # noqa: BLE001 - the investigator journals it and marks it failed
             log.warning("investigation %s failed: %s", inv.id, str(exc).splitlines()[0] if str(exc) else exc)
 
@@ -157,8 +150,7 @@ class LocalBackend:
         for fut, inv_id in pending:
             if fut.cancel():
                 try:
-                    self.app.state.set_status(inv_id, InvestigationStatus.CANCELLED,
-                                              error="the MCP server stopped before it ran")
+                    self.app.services.investigations.abandon(inv_id, "the MCP server stopped before it ran")
                 except VigilError:
                     pass
         self._pool.shutdown(wait=True)

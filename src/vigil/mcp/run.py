@@ -25,23 +25,16 @@ def serve_stdio(secret: str | None) -> None:
         raise VigilError("VIGIL_TOKEN is not set: create a token with `vigil token create --space NAME --role "
                          "viewer` and pass it in the MCP server's environment")
     secret = secret.strip()
-    # the token is checked with the state store alone, before the engine and the SDK are imported
-    from vigil.config import Settings
-    from vigil.store.state import StateStore
-    settings = Settings.from_env().ensure()
-    state = StateStore(settings.database_url)
-    try:
-        tok = state.resolve_token(secret)
-    finally:
-        state.close()
-    if tok is None:
-        raise VigilError("VIGIL_TOKEN is not a valid token (unknown or revoked)")
-
+    # the token is checked first (the state store alone), then the telemetry store is opened
     from vigil.app import App
+    from vigil.config import Settings
     from vigil.mcp.backend import LocalBackend
     from vigil.mcp.server import build_server
-    app = App(settings)
+    app = App(Settings.from_env())
     try:
+        tok = app.services.tokens.resolve(secret)
+        if tok is None:
+            raise VigilError("VIGIL_TOKEN is not a valid token (unknown or revoked)")
         _ = app.telemetry          # the store held by `vigil serve` is a clear error now, not at the first call
     except BaseException:
         app.close()
@@ -102,7 +95,7 @@ def serve_http(host: str, port: int, workers: int | None = None) -> None:
     from vigil.app import App
     settings = ServerSettings.from_env(host=host, port=port, workers=workers)
     app = App()
-    _ = app.state, app.telemetry
+    _ = app.services.spaces.list(), app.telemetry     # open both now: a store in use is a clear error
     rt = Runtime(app, settings)
     print(f"vigil mcp: Streamable HTTP on http://{host}:{port}/mcp (bearer token per request, "
           f"{settings.workers} workers)", file=sys.stderr, flush=True)

@@ -29,12 +29,17 @@ class VigilTools:
     def app(self):
         return self.backend.app
 
+    @property
+    def svc(self):
+        """The application services (``vigil.services``): every read and action goes through them."""
+        return self.backend.app.services
+
     # -- helpers --------------------------------------------------------------------------------
     def _inv(self, caller: Caller, inv_id: str) -> Investigation:
         if not isinstance(inv_id, str) or not inv_id.strip() or len(inv_id) > 80:
             raise InputError("give an investigation id (inv_...)")
         try:
-            return self.app.state.get_investigation(inv_id.strip(), space_id=caller.space)
+            return self.svc.investigations.get(caller.space, inv_id.strip())
         except NotFound:
             raise NotFound(f"no investigation {inv_id.strip()!r} in this space") from None
 
@@ -90,11 +95,11 @@ class VigilTools:
 
     # -- tools ----------------------------------------------------------------------------------
     def space_overview(self, caller: Caller) -> dict[str, Any]:
-        st, tel = self.app.state, self.app.telemetry
-        space = st.get_space(caller.space)
+        tel = self.app.telemetry
+        space = self.svc.spaces.get(caller.space)
         ext = tel.extent(caller.space)
         alerts = self.app.sources.alerts(caller.space)
-        invs = st.list_investigations(caller.space, limit=10)
+        invs = self.svc.investigations.list(caller.space, limit=10)
         topo = self.app.sources.topology(caller.space)
         return bounded({
             "space": space.id, "description": space.description, "your_role": caller.role.value,
@@ -102,7 +107,7 @@ class VigilTools:
             "telemetry": {"rows": tel.counts(caller.space),
                           "from": iso(ext[0]) if ext else None, "to": iso(ext[1]) if ext else None},
             "resources": len(topo.resources), "edges": len(topo.edges),
-            "sources": [{"name": r["name"], "kind": r["kind"]} for r in st.list_sources(caller.space)][:50],
+            "sources": [{"name": r["name"], "kind": r["kind"]} for r in self.svc.sources.list(caller.space)][:50],
             "recent_alerts": [{"id": a.id, "title": a.title, "at": iso(a.at), "resource": a.resource}
                               for a in alerts[-10:][::-1]],
             "recent_investigations": [{"id": i.id, "status": i.status.value, "onset": iso(i.window.onset),
@@ -120,7 +125,7 @@ class VigilTools:
         except ValueError:
             raise InputError(f"unknown status {status!r}: one of "
                              f"{', '.join(s.value for s in InvestigationStatus)}") from None
-        invs = self.app.state.list_investigations(caller.space, st, limit, offset)
+        invs = self.svc.investigations.list(caller.space, st, limit, offset)
         return bounded({"investigations": [{"id": i.id, "status": i.status.value, "onset": iso(i.window.onset),
                                             "created_at": iso(i.created_at), "summary": i.summary} for i in invs],
                         "next_offset": offset + len(invs) if len(invs) == limit else None})
@@ -145,16 +150,16 @@ class VigilTools:
         if point is StartingPoint.FREE_TEXT and t_at is None and t_end is None:
             raise InputError("the free-text starting point needs 'at' (when it started)")
         inv = self.backend.start(caller, point, t_start, t_end, t_at, text)
-        out = self._status(self.app.state.get_investigation(inv.id))
+        out = self._status(self.svc.investigations.get(caller.space, inv.id))
         out["next"] = "poll investigation_status until it is concluded, then call hypotheses"
         return out
 
     def investigation_status(self, caller: Caller, investigation_id: str) -> dict[str, Any]:
         inv = self._inv(caller, investigation_id)
         out = self._status(inv)
-        st = self.app.state
-        out["journal_entries"] = len(st.journal(inv.id))
-        hyps = st.hypotheses(inv.id)
+        invs = self.svc.investigations
+        out["journal_entries"] = len(invs.journal(caller.space, inv.id))
+        hyps = invs.hypotheses(caller.space, inv.id)
         out["top_hypotheses"] = [{"rank": h.rank, "resource": h.resource, "fault_kind": h.fault_kind.value,
                                   "confidence": number(h.confidence), "state": h.state.value} for h in hyps[:3]]
         out["next"] = ("wait a few seconds and ask again" if not inv.status.finished else
@@ -168,7 +173,7 @@ class VigilTools:
         self._limit(limit, 200)
         if not isinstance(after_seq, int) or after_seq < 0:
             raise InputError("after_seq must be 0 or more")
-        entries = self.app.state.journal(inv.id, after_seq=after_seq)
+        entries = self.svc.investigations.journal(caller.space, inv.id, after_seq=after_seq)
         page = entries[:limit]
         return bounded({
             "investigation_id": inv.id, "status": inv.status.value,
@@ -201,7 +206,7 @@ class VigilTools:
         inv = self._inv(caller, investigation_id)
         self._limit(limit, 20)
         self._limit(evidence_per_hypothesis, 20, "evidence_per_hypothesis")
-        hyps = self.app.state.hypotheses(inv.id)
+        hyps = self.svc.investigations.hypotheses(caller.space, inv.id)
         return bounded({"investigation_id": inv.id, "status": inv.status.value, "summary": inv.summary,
                         "hypotheses": [self._hyp(h, evidence_per_hypothesis) for h in hyps[:limit]],
                         "total": len(hyps)})
@@ -209,14 +214,15 @@ class VigilTools:
     def recommendations(self, caller: Caller, investigation_id: str, limit: int = 3) -> dict[str, Any]:
         inv = self._inv(caller, investigation_id)
         self._limit(limit, 10)
-        st = self.app.state
-        hyps = st.hypotheses(inv.id)
+        invs = self.svc.investigations
+        hyps = invs.hypotheses(caller.space, inv.id)
         live = [h for h in hyps if h.state is not HypothesisState.DISCARDED]
         others = []
-        for o in st.list_investigations(caller.space, limit=50):
-            oh = [h for h in st.hypotheses(o.id) if h.state is not HypothesisState.DISCARDED] if o.id != inv.id else []
+        for o in invs.list(caller.space, limit=50):
+            oh = [h for h in invs.hypotheses(caller.space, o.id)
+                  if h.state is not HypothesisState.DISCARDED] if o.id != inv.id else []
             others.append((o, oh[0] if oh else None))
-        journal = st.journal(inv.id)
+        journal = invs.journal(caller.space, inv.id)
         recs = recommendations(inv, hyps, journal, others)
         named = causes(journal)
         return bounded({

@@ -1,16 +1,16 @@
 """The server process's runtime: owns the state store, the (single-process) telemetry store, the
-worker pool, OTLP ingestion, the change feed and the metrics. The API layer calls only this."""
+worker pool, OTLP ingestion, the change feed and the metrics, and wires the application services
+(``vigil.services``) to them. The API layer calls the services (``rt.services``) and this."""
 
 from __future__ import annotations
 
 import logging
 import threading
 import time
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from vigil.app import App
 from vigil.engine import Settings as EngineSettings
-from vigil.errors import InputError, NotFound
 from vigil.ingest.otlp import OtlpIngest
 from vigil.model import (
     AlertOutcome,
@@ -19,8 +19,6 @@ from vigil.model import (
     HypothesisState,
     IncomingAlert,
     Investigation,
-    InvestigationStatus,
-    JournalEntry,
     JournalKind,
     StartingPoint,
 )
@@ -29,8 +27,8 @@ from vigil.server.alertnotes import AlertNotes
 from vigil.server.feed import ChangeFeed
 from vigil.server.metrics import ServerMetrics
 from vigil.server.settings import ServerSettings
-from vigil.server.starting import plan_start
 from vigil.server.worker import WorkerPool
+from vigil.services import Hooks, Services
 from vigil.store.state import hash_token, new_id
 
 log = logging.getLogger("vigil.server")
@@ -77,6 +75,14 @@ class Runtime:
         self.workers = WorkerPool(self, self.settings.workers)
         self._dispatch = None               # scale-out: publishes jobs to the broker (vigil.server.broker)
         self._sessions = None
+        self.services = Services(self.app, Hooks(
+            enqueued=self.enqueued, touch=self.feed.touch, cancel_running=self._stop_running,
+            sources_changed=self.sources_changed, tokens_changed=self.tokens.clear,
+            alerted=lambda outcomes, alerts, actor: self.alert_notes.add(outcomes, alerts, actor),
+            outbox=self._wake_respond, queue=True),
+            engine_settings=self.engine_settings, max_attempts=self.settings.max_attempts,
+            webhook_settings=self.settings)
+        self.app.services = self.services
         self._ingest: OtlpIngest | None = None
         self._source_cfg: dict[str, tuple[float, str]] = {}
         self._respond = None
@@ -102,12 +108,7 @@ class Runtime:
     @property
     def respond(self):
         """Respond and prevent: mitigation specs, actions, notifications, chat (``vigil.respond``)."""
-        if self._respond is None:
-            from vigil.respond.service import RespondService
-            self._respond = RespondService(self.state, self.app.sources, start_linked=self.start_linked,
-                                           wake=self._wake_respond,
-                                           touch=self.feed.touch, judge=self.judge)
-        return self._respond
+        return self.services.respond
 
     def _wake_respond(self) -> None:
         for loop in (self._outbox, self._jobs):
@@ -129,6 +130,13 @@ class Runtime:
             from vigil.store.sessions import DbSessionStore
             self._sessions = DbSessionStore(self.state)
         return self._sessions
+
+    def _stop_running(self, inv_id: str) -> bool:
+        """Stop a running investigation at its next step: this process's worker, or (scale-out) the
+        ``vigil worker`` holding it, at its next lease renewal. False when none holds it."""
+        if self.workers.cancel_running(inv_id):
+            return True
+        return self.settings.scaleout and self.state.request_cancel(inv_id)
 
     def enqueued(self, inv_ids: list[str]) -> None:
         """Jobs were committed to the queue: wake the local workers, or (scale-out) publish one
@@ -222,87 +230,23 @@ class Runtime:
 
     # -- alerts ---------------------------------------------------------------------------------
     def accept_alerts(self, space: str, alerts: list[IncomingAlert], actor: str) -> list[AlertOutcome]:
-        """Durably record delivered alerts (incidents, queued investigations) before answering."""
-        s = self.engine_settings
-        outcomes = self.state.accept_alerts(space, alerts, timedelta(seconds=s.metric_lookback_s),
-                                            timedelta(seconds=s.after_s), max_attempts=self.settings.max_attempts)
+        """Durably record delivered alerts (``AlertService.accept``) and count them."""
+        outcomes = self.services.alerts.accept(space, alerts, actor)
         for o in outcomes:
             self.metrics.alerts.labels(o.outcome).inc()
-        if any(o.outcome == "new-incident" for o in outcomes):
-            self.enqueued([o.investigation_id for o in outcomes if o.outcome == "new-incident"])
-        # a storm's alerts are summarised in the journal (counts and a sample), not one entry each
-        self.alert_notes.add(outcomes, alerts, actor)
-        self.state.audit(actor, "alerts", space_id=space, target=",".join(sorted({o.incident_id or "-" for o in
-                                                                                  outcomes}))[:200],
-                         detail={"delivered": len(alerts),
-                                 "outcomes": {k: sum(1 for o in outcomes if o.outcome == k)
-                                              for k in {o.outcome for o in outcomes}}})
         return outcomes
 
-    # -- manual start ---------------------------------------------------------------------------
+    # -- investigations (the services' single paths, kept here for the worker and older callers) ------
     def start_manual(self, space: str, point: StartingPoint, start: datetime | None, end: datetime | None,
                      at: datetime | None, text: str, actor: str) -> Investigation:
-        plan = plan_start(self.state, self.app.sources, self.engine_settings, space, point, start, end, at, text,
-                          actor)
-        inv = self.state.create_investigation(space, plan.trigger, plan.window, enqueue=True,
-                                              max_attempts=self.settings.max_attempts, note=plan.note,
-                                              not_before=plan.wait)
-        self.state.audit(actor, "investigate", space_id=space, target=inv.id, detail={"starting_point": point.value})
-        self.enqueued([inv.id])
-        return inv
+        return self.services.investigations.start_manual(space, point, start, end, at, text, actor)
 
     def start_linked(self, space: str, parent: Investigation, steering, actor: str) -> Investigation:
-        """A steered rerun of ``parent`` (same window and alert), queued now; both journals say so."""
-        trigger = parent.trigger.model_copy(update={"steering": steering,
-                                                    "text": f"rerun of {parent.id}" + (f": {parent.trigger.text}"
-                                                                                      if parent.trigger.text else "")})
-        inv = self.state.create_investigation(space, trigger, parent.window, enqueue=True,
-                                              max_attempts=self.settings.max_attempts,
-                                              note=JournalEntry(investigation_id="", seq=0, kind=JournalKind.NOTE,
-                                                                message=f"a rerun of {parent.id} started by {actor}",
-                                                                source=actor,
-                                                                data={"steering": steering.model_dump(mode="json")}))
-        self.state.audit(actor, "investigate", space_id=space, target=inv.id,
-                         detail={"rerun_of": parent.id, "steering": steering.model_dump(mode="json")})
-        self.enqueued([inv.id])
-        return inv
+        return self.services.investigations.start_linked(space, parent, steering, actor)
 
-    # -- operator actions -----------------------------------------------------------------------
     def cancel(self, space: str, inv_id: str, actor: str) -> Investigation:
-        inv = self.state.get_investigation(inv_id, space_id=space)
-        if inv.status.finished:
-            raise InputError(f"investigation {inv_id} already finished ({inv.status.value})")
-        self.state.append_journal(inv_id, JournalKind.NOTE, f"cancel requested by {actor}", source=actor)
-        if inv.status is InvestigationStatus.QUEUED:
-            try:
-                self.state.set_status(inv_id, InvestigationStatus.CANCELLED, error=f"cancelled by {actor}",
-                                      finish_job=True)
-            except InputError:          # a worker took it meanwhile: stop it at its next step
-                if not self.workers.cancel_running(inv_id):
-                    self.state.request_cancel(inv_id)
-        elif self.settings.scaleout and self.state.request_cancel(inv_id):
-            pass                        # its worker (another process) stops it at its next lease renewal
-        elif not self.workers.cancel_running(inv_id):
-            # running but between passes (its preliminary answer given, its job queued for the full
-            # analysis): no worker holds it, so end it here
-            self.state.set_status(inv_id, InvestigationStatus.CANCELLED, error=f"cancelled by {actor}",
-                                  finish_job=True)
-        self.state.audit(actor, "cancel", space_id=space, target=inv_id)
-        self.feed.touch(inv_id)
-        return self.state.get_investigation(inv_id)
+        return self.services.investigations.cancel(space, inv_id, actor)
 
     def judge(self, space: str, inv_id: str, hyp_id: str, actor: str, state: HypothesisState | None,
               note: str | None) -> Hypothesis:
-        self.state.get_investigation(inv_id, space_id=space)
-        hyp = next((h for h in self.state.hypotheses(inv_id) if h.id == hyp_id), None)
-        if hyp is None:
-            raise NotFound(f"no hypothesis {hyp_id!r} in investigation {inv_id!r}")
-        out = self.state.judge_hypothesis(hyp_id, state, note=note, space_id=space)
-        what = f"{state.value} hypothesis #{hyp.rank} ({hyp.resource}, {hyp.fault_kind.value})" if state else \
-            f"noted on hypothesis #{hyp.rank} ({hyp.resource})"
-        self.state.append_journal(inv_id, JournalKind.NOTE, f"{actor} {what}" + (f": {note}" if note else ""),
-                                  source=actor, data={"hypothesis": hyp_id,
-                                                      **({"state": state.value} if state else {})})
-        self.state.audit(actor, f"hypothesis-{state.value if state else 'note'}", space_id=space, target=hyp_id)
-        self.feed.touch(inv_id)
-        return out
+        return self.services.investigations.judge(space, inv_id, hyp_id, actor, state, note)

@@ -11,7 +11,7 @@
         config: {path: /srv/shop-deploy}
 
 Applying is all-or-nothing: every source is validated, then (unless told not to) every backend is
-checked, and only when all pass are the space and its sources written, the sources in one transaction.
+checked, and only when all pass are the space, its sources and the audit entry written, in one transaction.
 Sources already in the space but not in the file are kept, unless ``prune`` is asked for."""
 
 from __future__ import annotations
@@ -82,7 +82,8 @@ class Applied:
 
 
 def apply(state, spec: SpaceFile, *, check: bool = True, prune: bool = False, actor: str = "cli") -> Applied:
-    """Create or update the space and its sources; nothing is written unless every source passes."""
+    """Create or update the space and its sources; nothing is written unless every source passes. The
+    space, its sources and the audit entry are written in one transaction (``state.uow()``)."""
     rows = []
     for s in spec.sources:
         try:
@@ -96,22 +97,25 @@ def apply(state, spec: SpaceFile, *, check: bool = True, prune: bool = False, ac
             if not res.ok:
                 raise InputError(f"source {name!r} ({kind}) failed its check: {res.message}; nothing was stored")
             results[name] = res
-    try:
-        current: AgentSpace | None = state.get_space(spec.space)
-    except NotFound:
-        current = None
-    if current is None:
-        state.put_space(AgentSpace(id=spec.space, name=spec.space, description=spec.description or "",
-                                   services=spec.services or [], sources=["embedded"]))
-    elif spec.description is not None or spec.services is not None:
-        changes = {k: v for k, v in (("description", spec.description), ("services", spec.services)) if v is not None}
-        state.put_space(current.model_copy(update=changes))
-    before = {s["name"] for s in state.list_sources(spec.space)}
-    stored = state.put_sources(spec.space, [
-        (name, kind, config, (results[name].ok, results[name].message) if name in results else None)
-        for name, kind, config in rows], prune=prune)
-    pruned = sorted(before - {r[0] for r in rows}) if prune else []
-    state.audit(actor, "space-apply", space_id=spec.space, target=spec.space,
-                detail={"sources": [r[0] for r in rows], "checked": check, "pruned": pruned,
-                        "created": current is None})
+    with state.uow() as u:
+        try:
+            current: AgentSpace | None = u.spaces.get(spec.space, lock=True)
+        except NotFound:
+            current = None
+        if current is None:
+            u.spaces.put(AgentSpace(id=spec.space, name=spec.space, description=spec.description or "",
+                                    services=spec.services or [], sources=["embedded"]))
+        elif spec.description is not None or spec.services is not None:
+            changes = {k: v for k, v in (("description", spec.description), ("services", spec.services))
+                       if v is not None}
+            u.spaces.put(current.model_copy(update=changes))
+        u.flush()
+        before = {s["name"] for s in u.sources.list(spec.space)}
+        stored = u.sources.put_many(spec.space, [
+            (name, kind, config, (results[name].ok, results[name].message) if name in results else None)
+            for name, kind, config in rows], prune=prune)
+        pruned = sorted(before - {r[0] for r in rows}) if prune else []
+        u.audit.add(actor, "space-apply", spec.space, spec.space,
+                    {"sources": [r[0] for r in rows], "checked": check, "pruned": pruned,
+                     "created": current is None})
     return Applied(spec.space, current is None, stored, {n: r.message for n, r in results.items()}, pruned)

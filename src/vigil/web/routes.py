@@ -29,8 +29,8 @@ from vigil.api.errors import ApiError, validation_message
 from vigil.api.schemas import ManualStart, NoteIn
 from vigil.errors import InputError, NotFound, VigilError
 from vigil.model import ApiToken, HypothesisState, InvestigationStatus, Role, StartingPoint
+from vigil.services.console import decode_cursor
 from vigil.web import evidence as evidence_view
-from vigil.web import queries
 from vigil.web.session import COOKIE, LOGIN_COOKIE, Session, SessionStore, clear_cookie, same, set_cookie
 from vigil.web.svg import graph_focus, topology_svg
 
@@ -117,10 +117,10 @@ def _session(request: Request) -> tuple[str | None, Session | None]:
 
 def _live_tokens(request: Request, sess: Session) -> dict[str, ApiToken]:
     """The session's tokens that still work (a revoked one leaves the session at once)."""
-    st = _rt(request).state
+    tokens = _rt(request).services.tokens
     out = {}
     for space, tok_id in list(sess.tokens.items()):
-        tok = queries.token_by_id(st, tok_id)
+        tok = tokens.live(tok_id)
         if tok is None or tok.space_id != space:
             sess.tokens.pop(space, None)
         else:
@@ -252,7 +252,7 @@ async def login(request: Request):
     store = _sessions(request)
     await run_in_threadpool(store.drop, old_sid)    # a new session id at every sign-in (no fixation)
     sid, _sess = await run_in_threadpool(store.create, tokens)
-    await run_in_threadpool(_rt(request).state.audit, Principal(tok).actor, "console-sign-in", tok.space_id)
+    await run_in_threadpool(_rt(request).services.audit.record, Principal(tok).actor, "console-sign-in", tok.space_id)
     nxt = _safe_next(form.get("next"))
     if not nxt or f"/ui/s/{tok.space_id}/" not in nxt:
         nxt = f"/ui/s/{tok.space_id}/"
@@ -282,13 +282,13 @@ def dashboard(request: Request, space: SpacePath,
               status: InvestigationStatus | None = None):
     ctx = _ctx(request, space)
     rt = _rt(request)
-    st = rt.state
-    rows, nxt = queries.investigations_page(st, space, PAGE_SIZE, queries.decode_cursor(after), status)
-    counts = queries.status_counts(st, space)
+    con = rt.services.console
+    rows, nxt = con.investigations_page(space, PAGE_SIZE, decode_cursor(after), status)
+    counts = con.status_counts(space)
     recorded = sorted(rt.telemetry.alerts(space), key=lambda a: a.at, reverse=True)[:5]
     return ctx.page("dashboard.html", rows=rows, next_cursor=nxt, paged=bool(after), status=status,
-                    counts=counts, active=queries.active_investigations(st, space),
-                    incidents=st.list_incidents(space, None, 8, 0), alerts=queries.alert_feed(st, space),
+                    counts=counts, active=con.active_investigations(space),
+                    incidents=rt.services.alerts.incidents(space, None, 8, 0), alerts=con.alert_feed(space),
                     recorded=recorded, workers=(rt.workers.alive(), rt.workers.size),
                     statuses=[s.value for s in InvestigationStatus])
 
@@ -332,16 +332,16 @@ async def start(request: Request, space: SpacePath):
     body = ManualStart.model_validate({"starting_point": point, "start": start, "end": end,
                                        "at": when if point == StartingPoint.FREE_TEXT.value else None,
                                        "text": form.get("text", "")})
-    inv = await run_in_threadpool(_rt(request).start_manual, target, body.starting_point, body.start, body.end,
-                                  body.at, body.text, ctx.actor)
+    inv = await run_in_threadpool(_rt(request).services.investigations.start_manual, target, body.starting_point,
+                                  body.start, body.end, body.at, body.text, ctx.actor)
     return _back(f"/ui/s/{target}/investigations/{inv.id}")
 
 
 # -- an investigation -----------------------------------------------------------------------------
 def _findings(request: Request, ctx: Ctx, space: str, inv_id: str, h: str | None) -> dict[str, Any]:
     rt = _rt(request)
-    inv = rt.state.get_investigation(inv_id, space_id=space)
-    hyps = rt.state.hypotheses(inv_id)
+    inv = rt.services.investigations.get(space, inv_id)
+    hyps = rt.services.investigations.hypotheses(space, inv_id)
     chosen = next((x for x in hyps if x.id == h), hyps[0] if hyps else None)
     ev = None
     if chosen is not None:           # from what the investigation saved: no source is read
@@ -354,9 +354,10 @@ def investigation(request: Request, space: SpacePath, inv_id: IdPath,
                   h: Annotated[str | None, Query(pattern=ID_PATTERN)] = None):
     ctx = _ctx(request, space)
     data = _findings(request, ctx, space, inv_id, h)
-    journal = _rt(request).state.journal(inv_id)
+    invs = _rt(request).services.investigations
+    journal = invs.journal(space, inv_id)
     return ctx.page("investigation.html", journal=journal, last_seq=journal[-1].seq if journal else 0,
-                    job=_rt(request).state.job(inv_id), **data)
+                    job=invs.job(space, inv_id), **data)
 
 
 @router.get("/s/{space}/investigations/{inv_id}/panel")
@@ -388,7 +389,7 @@ def report(request: Request, space: SpacePath, inv_id: IdPath,
 async def cancel(request: Request, space: SpacePath, inv_id: IdPath):
     ctx = _ctx(request, space)
     await _form(request, ctx)
-    await run_in_threadpool(_rt(request).cancel, space, inv_id, ctx.actor)
+    await run_in_threadpool(_rt(request).services.investigations.cancel, space, inv_id, ctx.actor)
     return _back(f"/ui/s/{space}/investigations/{inv_id}")
 
 
@@ -404,7 +405,8 @@ async def judge(request: Request, space: SpacePath, inv_id: IdPath, hyp_id: IdPa
     elif note is not None and len(note) > 10_000:
         raise InputError("the note is longer than 10000 characters")
     state = {"accept": HypothesisState.ACCEPTED, "discard": HypothesisState.DISCARDED, "note": None}[action]
-    await run_in_threadpool(_rt(request).judge, space, inv_id, hyp_id, ctx.actor, state, note)
+    await run_in_threadpool(_rt(request).services.investigations.judge, space, inv_id, hyp_id, ctx.actor, state,
+                            note)
     return _back(f"/ui/s/{space}/investigations/{inv_id}?h={hyp_id}#hyp-{hyp_id}")
 
 
@@ -423,7 +425,7 @@ def topology(request: Request, space: SpacePath, q: Annotated[str, Query(max_len
     except Exception as exc:        # noqa: BLE001 - the embedded store's topology still shows
         problems.append(f"the connectors' topology is unavailable: {type(exc).__name__}")
         topo = rt.telemetry.topology(space)
-    inv_id, hyps = queries.latest_findings(rt.state, space)
+    inv_id, hyps = rt.services.investigations.latest_findings(space)
     health = {r.name: "ok" for r in topo.resources}
     for e in topo.edges:
         health.setdefault(e.src, "ok")
@@ -478,14 +480,14 @@ def sources_page(request: Request, space: SpacePath):
     rt = _rt(request)
     status = getattr(rt.app.sources, "status", {}) or {}
     rows = []
-    for s in rt.state.list_sources(space):
+    for s in rt.services.sources.list(space):
         check = s.get("last_check") or status.get((space, s["name"]))
         rows.append({"name": s["name"], "kind": s["kind"], "config": _describe(s.get("config") or {}),
                      "created_at": s.get("created_at"), "check": _check(check)})
     extent = rt.telemetry.extent(space)
     embedded = {"counts": rt.telemetry.counts(space),
                 "extent": [datetime.fromtimestamp(x, UTC) for x in extent] if extent else None}
-    integrations = rt.state.list_integrations(space) if ctx.token.role.allows(Role.ADMIN) else None
+    integrations = rt.services.integrations.list(space) if ctx.token.role.allows(Role.ADMIN) else None
     return ctx.page("sources.html", rows=rows, embedded=embedded, integrations=integrations,
                     mcp=[r for r in rows if r["kind"] == "mcp"])
 
@@ -515,14 +517,14 @@ def _chat_log(journal: list) -> list[dict[str, Any]]:
 def respond_page(request: Request, space: SpacePath, inv_id: IdPath):
     ctx = _ctx(request, space)
     rt = _rt(request)
-    inv = rt.state.get_investigation(inv_id, space_id=space)
+    inv = rt.services.investigations.get(space, inv_id)
     svc = rt.respond
     specs = svc.specs(space, inv_id, 3)
     enabled = svc.enabled_actions(space)
     actions = svc.actions(space, inv_id)
     proposed = {(a["kind"], a["args_hash"]) for a in actions}
     from vigil.respond.actions import args_hash
-    journal = rt.state.journal(inv_id)
+    journal = rt.services.investigations.journal(space, inv_id)
     return ctx.page("respond.html", inv=inv, specs=specs, actions=actions, enabled=enabled,
                     already=lambda ref: (ref.kind, args_hash(ref.kind, ref.args)) in proposed,
                     chat=_chat_log(journal), json=json)
