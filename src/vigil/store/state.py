@@ -78,17 +78,36 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _begin(conn):  # noqa: ANN001
-            # take the write lock up front: a deferred transaction that reads and then writes fails
-            # with "database is locked" (no waiting) when another connection wrote in between
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # a write takes the lock up front: a deferred transaction that reads and then writes fails
+            # with "database is locked" (no waiting) when another connection wrote in between. A read
+            # (a session never begun explicitly, see _Session) stays deferred: with WAL it neither waits
+            # for a writer nor holds one up, so a long write (an alert storm) does not stall the API.
+            conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get("vigil_read") else "BEGIN IMMEDIATE")
     return engine
+
+
+class _Session(Session):
+    """``with s.begin()`` marks a write; a session used without it only reads, and on SQLite runs on the
+    engine's read view (a deferred transaction; see ``make_engine``)."""
+
+    def begin(self, *args: Any, **kwargs: Any):
+        self.info["write"] = True
+        return super().begin(*args, **kwargs)
+
+    def get_bind(self, *args: Any, **kwargs: Any):
+        reader = self.info.get("reader")
+        if reader is not None and not self.info.get("write"):
+            return reader
+        return super().get_bind(*args, **kwargs)
 
 
 class StateStore:
     def __init__(self, url: str, **engine_kwargs: Any) -> None:
         self.engine = make_engine(url, **engine_kwargs)
         migrate(self.engine)
-        self._session = sessionmaker(self.engine, expire_on_commit=False)
+        reader = self.engine.execution_options(vigil_read=True) if self.engine.dialect.name == "sqlite" else None
+        self._session = sessionmaker(self.engine, class_=_Session, expire_on_commit=False,
+                                     info={"reader": reader} if reader is not None else None)
         self._sealer = None
 
     @property
@@ -123,7 +142,8 @@ class StateStore:
 
     @contextmanager
     def read(self) -> Iterator[UnitOfWork]:
-        """The repositories over a session that writes nothing."""
+        """The repositories over a session that writes nothing (on SQLite a deferred transaction: it
+        neither waits for a writer nor holds one up)."""
         with self.session() as s:
             yield UnitOfWork(s, lambda: self.sealer)
 
