@@ -2,7 +2,9 @@
 (``vigil.services``), never the state store: no module under them imports ``vigil.store``, reaches the
 store through the application or the runtime (``rt.state``, ``app.state``, ``a.state``, ``_rt(request).state``,
 an alias of one, or the store handed to a function), or opens a database session. Starlette's own
-``app.state`` bag (which holds the runtime) is the one ``.state`` the interfaces use.
+``app.state`` bag (which holds the runtime) is the one ``.state`` the interfaces use. Telemetry, the
+space's connectors and OTLP ingestion go through the services too (``rt.telemetry``, ``app.sources``,
+``rt.ingest`` are refused alike).
 
 The check parses the source with ``ast``; the last tests plant violations and see each one caught."""
 
@@ -17,6 +19,8 @@ INTERFACES = ("api", "web", "mcp", "cli")
 HOLDERS = {"app", "rt", "runtime", "a", "application", "_app", "backend"}
 #: attributes that are a store, whatever holds them
 STORES = {"_state", "store", "_store", "state_store"}
+#: what the application or the runtime holds besides the state store that only the services use
+BEHIND_SERVICES = {"telemetry", "_telemetry", "sources", "_sources", "ingest"}
 
 
 def _receiver_name(node: ast.expr) -> str | None:
@@ -57,6 +61,8 @@ def violations_in(path: Path, text: str | None = None) -> list[str]:
             parent = parents.get(node)
             if node.attr in STORES and not (isinstance(parent, ast.Call) and parent.func is node):
                 bad(node, f"reaches a store: .{node.attr}")         # (a method named store() is not one)
+            elif node.attr in BEHIND_SERVICES and _receiver_name(node.value) in HOLDERS:
+                bad(node, f"reaches past the services: {ast.unparse(node)}")
             elif node.attr == "state" and _receiver_name(node.value) in HOLDERS or (
                     node.attr == "state" and isinstance(node.value, ast.Call)
                     and _receiver_name(node.value) in {"_rt", "_runtime", "_app"}):
@@ -101,9 +107,15 @@ def test_the_check_finds_planted_violations(tmp_path):
         "    st = self.app.state\n"                             # an alias of the store
         "    helper(a.state, 'shop')\n"                         # the store handed to a function
         "    rt.respond.store.outbox()\n"                       # a service's store
-        "    rt.ingest.store('traces', 'shop', dec)\n"         # a method named store: allowed
+        "    rt.services.ingest.pipeline.store('traces', 'shop', dec)\n"  # a method named store: allowed
         "    with rt.app.state_store.session() as s:\n"         # a session
         "        pass\n")
+    (tmp_path / "mcp" / "past.py").write_text(
+        "def tool(self, rt, a):\n"
+        "    self.app.sources.topology('shop')\n"
+        "    rt.telemetry.counts('shop')\n"
+        "    rt.ingest.store('traces', 'shop', None)\n"
+        "    return a.services.telemetry.counts('shop')\n")                # through the services: allowed
     (tmp_path / "mcp" / "clean.py").write_text(
         "def ok(request, hyps, rt):\n"
         "    rt = request.app.state.runtime\n"                  # Starlette's bag: allowed
@@ -115,4 +127,6 @@ def test_the_check_finds_planted_violations(tmp_path):
     calls = [v for v in found if "calls.py" in v]
     for line in (2, 3, 4, 5, 6, 8):
         assert any(v.startswith(f"{tmp_path / 'web' / 'calls.py'}:{line}:") for v in calls), (line, calls)
+    past = sorted(v.split(":")[1] for v in found if "past.py" in v)
+    assert past == ["2", "3", "4"], found
     assert not [v for v in found if "clean.py" in v or "calls.py:7:" in v], found

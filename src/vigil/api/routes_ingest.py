@@ -56,8 +56,7 @@ async def _otlp(request: Request, signal: str, who: Principal) -> Response:
     def work():
         raw = otlp.decompress(body, encoding, rt.settings.max_otlp_decoded_bytes)
         req = otlp.parse(signal, raw, ctype)
-        dec = rt.ingest.decode(signal, req, space, rt.resource_key(space))
-        return dec, rt.ingest.store(signal, space, dec)
+        return rt.services.ingest.otlp(signal, space, req)
 
     try:
         async with admitted(request, space):

@@ -77,7 +77,7 @@ def spaces() -> None:
     a = _app()
     table = Table("space", "description", "metrics", "logs", "spans", "alerts")
     for s in a.services.spaces.list():
-        c = a.telemetry.counts(s.id)
+        c = a.services.telemetry.counts(s.id)
         table.add_row(s.id, s.description, str(c["metrics"]), str(c["logs"]), str(c["spans"]), str(c["alerts"]))
     console.print(table)
     a.close()
@@ -304,7 +304,7 @@ def serve(host: Annotated[str, typer.Option(help="Address to listen on (loopback
     settings = ServerSettings.from_env(host=host, port=port, workers=workers)
     a = App()
     _scaleout_check(a, settings)
-    _ = a.services.spaces.list(), a.telemetry     # open both now: a store in use is a clear error
+    _ = a.services.spaces.list(), a.services.telemetry.open()     # a store in use is a clear error now
     rt = Runtime(a, settings)
     where = "investigations on `vigil worker`s" if settings.scaleout else f"{settings.workers} workers"
     err.print(f"vigil {__version__} serving on http://{host}:{port} (state {a.state_location()}, "
@@ -347,7 +347,7 @@ def worker(concurrency: Annotated[int | None, typer.Option(help="Investigations 
         raise VigilError(f"unknown log level {loglevel!r}")
     a = App()
     _scaleout_check(a, settings)
-    _ = a.services.spaces.list(), a.telemetry
+    _ = a.services.spaces.list(), a.services.telemetry.open()
     rt = Runtime(a, settings)
     try:
         rt.dispatch.ping(timeout=5.0)

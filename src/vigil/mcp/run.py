@@ -35,7 +35,7 @@ def serve_stdio(secret: str | None) -> None:
         tok = app.services.tokens.resolve(secret)
         if tok is None:
             raise VigilError("VIGIL_TOKEN is not a valid token (unknown or revoked)")
-        _ = app.telemetry          # the store held by `vigil serve` is a clear error now, not at the first call
+        app.services.telemetry.open()      # the store held by `vigil serve` is a clear error now, not at the first call
     except BaseException:
         app.close()
         raise
@@ -95,7 +95,7 @@ def serve_http(host: str, port: int, workers: int | None = None) -> None:
     from vigil.app import App
     settings = ServerSettings.from_env(host=host, port=port, workers=workers)
     app = App()
-    _ = app.services.spaces.list(), app.telemetry     # open both now: a store in use is a clear error
+    _ = app.services.spaces.list(), app.services.telemetry.open()     # a store in use is a clear error now
     rt = Runtime(app, settings)
     print(f"vigil mcp: Streamable HTTP on http://{host}:{port}/mcp (bearer token per request, "
           f"{settings.workers} workers)", file=sys.stderr, flush=True)

@@ -52,7 +52,7 @@ class VigilTools:
             a = a or w.start
             b = b or w.end
         if a is None or b is None:
-            ext = self.app.telemetry.extent(caller.space)
+            ext = self.svc.telemetry.extent(caller.space)
             last = datetime.fromtimestamp(ext[1] + 1, UTC) if ext else datetime.now(UTC)
             b = b or (a + timedelta(hours=1) if a else last)
             a = a or b - timedelta(hours=1)
@@ -95,12 +95,12 @@ class VigilTools:
 
     # -- tools ----------------------------------------------------------------------------------
     def space_overview(self, caller: Caller) -> dict[str, Any]:
-        tel = self.app.telemetry
+        tel = self.svc.telemetry
         space = self.svc.spaces.get(caller.space)
         ext = tel.extent(caller.space)
-        alerts = self.app.sources.alerts(caller.space)
+        alerts = tel.alerts(caller.space)
         invs = self.svc.investigations.list(caller.space, limit=10)
-        topo = self.app.sources.topology(caller.space)
+        topo = tel.topology(caller.space)
         return bounded({
             "space": space.id, "description": space.description, "your_role": caller.role.value,
             "can_start_investigations": caller.role.allows(Role.OPERATOR),
@@ -143,7 +143,7 @@ class VigilTools:
         t_at, t_start, t_end = parse_time(at, "at"), parse_time(start, "start"), parse_time(end, "end")
         if t_at is None and t_start is None and t_end is None:
             # default: the last hour the space has telemetry for (recorded incidents are in the past)
-            ext = self.app.telemetry.extent(caller.space)
+            ext = self.svc.telemetry.extent(caller.space)
             if ext:
                 t_end = min(datetime.fromtimestamp(ext[1] + 1, UTC), datetime.now(UTC))
                 t_start = t_end - timedelta(hours=1)
@@ -269,7 +269,7 @@ class VigilTools:
                                   for i in items[:limit]], "total": len(items)})
 
     def topology(self, caller: Caller, resource: str | None = None) -> dict[str, Any]:
-        topo = self.app.sources.topology(caller.space)
+        topo = self.svc.telemetry.topology(caller.space)
         edges = topo.edges
         resources = topo.resources
         if resource:
@@ -299,8 +299,8 @@ class VigilTools:
                       investigation_id: str | None = None, raw: bool = False, limit: int = 100) -> dict[str, Any]:
         a, b = self._window(caller, start, end, investigation_id)
         self._limit(limit, 2000)
-        df = self.app.sources.metrics(caller.space, a, b, self._list(resources, "resources"),
-                                      self._list(names, "names"))
+        df = self.svc.telemetry.metrics(caller.space, a, b, self._list(resources, "resources"),
+                                        self._list(names, "names"))
         out = self._meta(df, a, b)
         if raw:
             rows = df.sort_values(["resource", "name", "ts"]).head(limit)
@@ -337,7 +337,8 @@ class VigilTools:
         if contains is not None and (not isinstance(contains, str) or len(contains) > 300):
             raise InputError("contains: at most 300 characters")
         fetch = LEVEL_SCAN if level else limit + 1        # one more than asked: is there more?
-        df = self.app.sources.logs(caller.space, a, b, self._list(resources, "resources"), contains or None, fetch)
+        df = self.svc.telemetry.logs(caller.space, a, b, self._list(resources, "resources"), contains or None,
+                                     fetch)
         scanned = len(df)
         if level:
             df = df[df["level"].fillna("").str.upper().str.startswith(level.strip().upper()[:4])]
@@ -357,7 +358,7 @@ class VigilTools:
                      limit: int = 50) -> dict[str, Any]:
         a, b = self._window(caller, start, end, investigation_id, MAX_SPAN_WINDOW_S)
         self._limit(limit, 1000)
-        df = self.app.sources.spans(caller.space, a, b)
+        df = self.svc.telemetry.spans(caller.space, a, b)
         attrs = dict(df.attrs)
         res = self._list(resources, "resources")
         if res:

@@ -83,8 +83,6 @@ class Runtime:
             engine_settings=self.engine_settings, max_attempts=self.settings.max_attempts,
             webhook_settings=self.settings)
         self.app.services = self.services
-        self._ingest: OtlpIngest | None = None
-        self._source_cfg: dict[str, tuple[float, str]] = {}
         self._respond = None
         self._outbox = None
         self.alert_notes = AlertNotes(self._note, self.settings.alert_note_interval_s)
@@ -148,9 +146,7 @@ class Runtime:
 
     @property
     def ingest(self) -> OtlpIngest:
-        if self._ingest is None:
-            self._ingest = OtlpIngest(self.telemetry)
-        return self._ingest
+        return self.services.ingest.pipeline
 
     # -- lifecycle ------------------------------------------------------------------------------
     def start(self) -> None:
@@ -212,20 +208,11 @@ class Runtime:
 
     # -- sources --------------------------------------------------------------------------------
     def resource_key(self, space: str) -> str:
-        """Which OTLP resource attribute names a resource in this space (an ``otlp`` source may say)."""
-        now = time.monotonic()
-        hit = self._source_cfg.get(space)
-        if hit and hit[0] > now:
-            return hit[1]
-        key = "service.name"
-        for src in self.state.list_sources(space):
-            if src["kind"] == "otlp":
-                key = str(src["config"].get("resource_attribute") or key)
-        self._source_cfg[space] = (now + 5.0, key)
-        return key
+        """Which OTLP resource attribute names a resource in this space (``IngestService``)."""
+        return self.services.ingest.resource_key(space)
 
     def sources_changed(self, space: str) -> None:
-        self._source_cfg.pop(space, None)
+        self.services.ingest.forget(space)
         self.app.sources.invalidate(space)
 
     # -- alerts ---------------------------------------------------------------------------------

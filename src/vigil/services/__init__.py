@@ -15,6 +15,9 @@ process (``Hooks``: wake the workers, live journal streams, caches).
     changes         change events from webhooks     ChangeService
     audit           the audit log                   AuditService
     console         the console's bounded reads     ConsoleService
+    telemetry       what the stores and connectors  TelemetryService
+                    hold (reads)
+    ingest          OTLP exports into a space       IngestService
     respond         mitigation, actions, outbox     vigil.respond.service.RespondService
 """
 
@@ -27,10 +30,12 @@ from vigil.services.audit import AuditService
 from vigil.services.changes import ChangeService
 from vigil.services.console import ConsoleService
 from vigil.services.hooks import Hooks
+from vigil.services.ingest import IngestService
 from vigil.services.integrations import IntegrationService
 from vigil.services.investigations import InvestigationService
 from vigil.services.sources import SourceService
 from vigil.services.spaces import SpaceService
+from vigil.services.telemetry import TelemetryService
 from vigil.services.tokens import TokenService
 from vigil.services.webhooks import WebhookService
 
@@ -56,6 +61,8 @@ class Services:
         self.alerts = AlertService(store, self.investigations, self.hooks)
         self.changes = ChangeService(app)
         self.console = ConsoleService(store)
+        self.telemetry = TelemetryService(app)
+        self.ingest = IngestService(app)
         self._respond = None
 
     @property

@@ -33,7 +33,7 @@ class SourceService:
         return {"counts": self.app.telemetry.counts(space), "extent": list(extent) if extent else None}
 
     def topology(self, space: str) -> Any:
-        """Resources and edges from the store and the space's connectors."""
+        """Resources and edges from the store and the space's connectors (of an existing space)."""
         with self.store.read() as u:
             u.spaces.get(space)
         return self.app.sources.topology(space)

@@ -285,7 +285,7 @@ def dashboard(request: Request, space: SpacePath,
     con = rt.services.console
     rows, nxt = con.investigations_page(space, PAGE_SIZE, decode_cursor(after), status)
     counts = con.status_counts(space)
-    recorded = sorted(rt.telemetry.alerts(space), key=lambda a: a.at, reverse=True)[:5]
+    recorded = sorted(rt.services.telemetry.recorded_alerts(space), key=lambda a: a.at, reverse=True)[:5]
     return ctx.page("dashboard.html", rows=rows, next_cursor=nxt, paged=bool(after), status=status,
                     counts=counts, active=con.active_investigations(space),
                     incidents=rt.services.alerts.incidents(space, None, 8, 0), alerts=con.alert_feed(space),
@@ -420,11 +420,9 @@ def topology(request: Request, space: SpacePath, q: Annotated[str, Query(max_len
     ctx = _ctx(request, space)
     rt = _rt(request)
     problems: list[str] = []
-    try:
-        topo = rt.app.sources.topology(space)
-    except Exception as exc:        # noqa: BLE001 - the embedded store's topology still shows
-        problems.append(f"the connectors' topology is unavailable: {type(exc).__name__}")
-        topo = rt.telemetry.topology(space)
+    topo, problem = rt.services.telemetry.topology_or_embedded(space)  # the embedded store's still shows
+    if problem:
+        problems.append(problem)
     inv_id, hyps = rt.services.investigations.latest_findings(space)
     health = {r.name: "ok" for r in topo.resources}
     for e in topo.edges:
@@ -478,14 +476,14 @@ def _describe(config: dict[str, Any]) -> list[tuple[str, str]]:
 def sources_page(request: Request, space: SpacePath):
     ctx = _ctx(request, space)
     rt = _rt(request)
-    status = getattr(rt.app.sources, "status", {}) or {}
+    status = rt.services.telemetry.source_status()
     rows = []
     for s in rt.services.sources.list(space):
         check = s.get("last_check") or status.get((space, s["name"]))
         rows.append({"name": s["name"], "kind": s["kind"], "config": _describe(s.get("config") or {}),
                      "created_at": s.get("created_at"), "check": _check(check)})
-    extent = rt.telemetry.extent(space)
-    embedded = {"counts": rt.telemetry.counts(space),
+    extent = rt.services.telemetry.extent(space)
+    embedded = {"counts": rt.services.telemetry.counts(space),
                 "extent": [datetime.fromtimestamp(x, UTC) for x in extent] if extent else None}
     integrations = rt.services.integrations.list(space) if ctx.token.role.allows(Role.ADMIN) else None
     return ctx.page("sources.html", rows=rows, embedded=embedded, integrations=integrations,
