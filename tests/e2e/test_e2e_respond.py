@@ -213,6 +213,7 @@ def test_a_bad_deploy_from_alert_to_recovery_and_report(tmp_path):
             with vigil.client(operator) as o:
                 md = o.get(f"/v1/spaces/shop/investigations/{inv_id}/postmortem", params={"format": "md"}).text
                 for needle in ("alert fired: Checkout requests are failing", "deploy of cart by alice",
+                               "alert resolved: Checkout requests are failing",
                                "action approved by slack:U0ALICE", "recovered: error ratio of spans of cart",
                                "## Recommendations", "canary"):
                     assert needle in md, (needle, md)

@@ -93,6 +93,13 @@ def gather(service: Any, space: str, inv_id: str) -> PostmortemData:
     a = inv.trigger.alert
     if a is not None:
         tl.append(Event(a.at.timestamp(), "alert", f"alert fired: {a.title or a.id}"))
+        for inc in st.list_incidents(space, limit=200):      # the source said the alert resolved
+            if inc.investigation_id != inv.id:
+                continue
+            for al in st.get_incident(inc.id, space).alerts:
+                if al.status.value == "resolved":
+                    tl.append(Event(al.last_received_at.timestamp(), "alert",
+                                    f"alert resolved: {al.title or al.fingerprint} (said {al.source})"))
     tl.append(Event(inv.window.onset.timestamp(), "onset", "onset of the incident (the window's anchor)"))
     onset = inv.window.onset.timestamp()
     try:
