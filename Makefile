@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 export VIGIL_HOME ?= $(CURDIR)/.vigil
 
-.PHONY: demo test install install-test install-peers lint bench bench-peers clean
+.PHONY: demo test test-scaleout install install-test install-peers lint bench bench-peers clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,8 +37,18 @@ demo: install
 	$(BIN)/vigil import demo/nezha-trainticket --space demo --replace
 	$(BIN)/vigil investigate --space demo --latest --format html
 
+# the whole suite in the default (embedded) mode, then one API suite again in scale-out mode (PostgreSQL,
+# RabbitMQ, a Celery worker); tests/scaleout/ runs real `vigil serve` replicas and `vigil worker`s in both
 test: install-test
 	$(BIN)/python -m pytest -q
+	VIGIL_TEST_MODE=scaleout $(BIN)/python -m pytest -q tests/test_api_flow.py
+
+# the server, API and console suites in scale-out mode (VIGIL_TEST_MODE=scaleout: see tests/e2e/kit.py)
+SCALEOUT_TESTS = tests/test_api_flow.py tests/test_api_authz.py tests/test_api_webhooks.py tests/test_api_otlp.py \
+                 tests/test_security_headers.py tests/test_sources_api.py tests/browser/test_console_http.py \
+                 tests/scaleout
+test-scaleout: install-test
+	VIGIL_TEST_MODE=scaleout $(BIN)/python -m pytest -q $(SCALEOUT_TESTS)
 
 lint: install-test
 	$(BIN)/ruff check src tests benchmarks

@@ -123,9 +123,11 @@ class Ctx:
         return "grafana"
 
     def idle(self) -> None:
-        """Wait until the workers have run what the previous calls queued."""
+        """Wait until the workers have run what the previous calls queued, and write the alert notes held
+        for later (``server.alertnotes``): neither may land in the middle of a before/after comparison."""
         wait_for(lambda: (lambda d: d["queued"] == 0 and d["running"] == 0)(self.st.queue_depth()), 60, 0.05,
                  "the investigation queue to drain")
+        self.live.runtime.alert_notes.flush(everything=True)
 
     def snapshot(self, space: str) -> str:
         """Everything a space holds, to prove a refused call changed nothing."""

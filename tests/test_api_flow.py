@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from e2e.kit import live_server, read_events, wait_for
+from e2e.kit import SCALEOUT, live_server, read_events, wait_for
 
 from vigil.ingest import discover
 from vigil.model import Role
@@ -209,11 +209,13 @@ def test_bad_input_gets_one_line_4xx(live, tokens):
 def test_health_readiness_and_metrics(live, concluded):
     assert httpx.get(live.url + "/healthz").json()["status"] == "ok"
     ready = httpx.get(live.url + "/readyz").json()
-    assert ready == {"status": "ready", "checks": {"state": "ok", "telemetry": "ok", "workers": "ok"}}
+    runs = "broker" if SCALEOUT else "workers"      # scale-out: investigations run on `vigil worker`s
+    assert ready == {"status": "ready", "checks": {"state": "ok", "telemetry": "ok", runs: "ok"}}
     m = httpx.get(live.url + "/metrics")
     assert m.headers["content-type"].startswith("text/plain")
     text = m.text
-    for needle in ('vigil_investigations{status="concluded"}', "vigil_queue_depth ", "vigil_workers 2.0",
+    workers = "vigil_workers 0.0" if SCALEOUT else "vigil_workers 2.0"    # scale-out: none in the replica
+    for needle in ('vigil_investigations{status="concluded"}', "vigil_queue_depth ", workers,
                    "vigil_investigation_seconds_bucket", 'vigil_http_responses_total{code="2xx"'):
         assert needle in text, needle
     assert "demo" not in text        # no space names for the unauthenticated scraper

@@ -61,10 +61,25 @@ class Live:
         return self.state.create_token(space_id, role, name=name)[0]
 
 
+# VIGIL_TEST_MODE=scaleout runs the server tests in scale-out mode (see ``scaleout_runtime``)
+SCALEOUT = os.environ.get("VIGIL_TEST_MODE", "").strip().lower() == "scaleout"
+
+
 @contextmanager
 def live_server(home: Path, database_url: str | None = None, **server_settings):
     """The real app on uvicorn, listening on a free loopback port, in a thread of this process."""
+    if SCALEOUT:
+        with scaleout_runtime(home, database_url, **server_settings) as rt:
+            with _serve(rt) as live:
+                yield live
+        return
     rt = Runtime(App(settings_for(home, database_url)), ServerSettings(**server_settings))
+    with _serve(rt) as live:
+        yield live
+
+
+@contextmanager
+def _serve(rt: Runtime):
     config = uvicorn.Config(create_app(rt), host="127.0.0.1", port=0, log_level="warning", lifespan="on")
     server = uvicorn.Server(config)
     th = threading.Thread(target=server.run, daemon=True)
@@ -138,6 +153,64 @@ class ServeProcess:
     def client(self, token: str | None = None) -> httpx.Client:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         return httpx.Client(base_url=self.url, headers=headers, timeout=30.0)
+
+
+@contextmanager
+def scaleout_runtime(home: Path, database_url: str | None = None, **server_settings):
+    """A server runtime in scale-out mode, for the server tests under VIGIL_TEST_MODE=scaleout: state and
+    telemetry in PostgreSQL (a fresh schema, unless the test gave a PostgreSQL URL), investigations
+    published to a broker queue of their own (VIGIL_TEST_BROKER_URL, default the local RabbitMQ) and run
+    by a real `vigil worker` process consuming it, with the test's server settings."""
+    import uuid
+
+    from cryptography.fernet import Fernet
+    from sqlalchemy import create_engine, text
+
+    os.environ.setdefault("VIGIL_SECRET_KEY", Fernet.generate_key().decode())
+    pg = os.environ.get("VIGIL_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+    schema = None
+    if not (database_url or "").startswith("postgresql"):
+        schema = f"vigil_tm_{uuid.uuid4().hex[:10]}"
+        admin = create_engine(pg)
+        with admin.begin() as c:
+            c.execute(text(f'CREATE SCHEMA "{schema}"'))
+        admin.dispose()
+        database_url = f"{pg}{'&' if '?' in pg else '?'}options=-csearch_path%3D{schema}"
+    broker = {"broker_url": os.environ.get("VIGIL_TEST_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672//"),
+              "broker_queue": f"vigil.test.{uuid.uuid4().hex[:10]}"}
+    settings = Settings(home=home, database_url=database_url, telemetry_path=home / "telemetry.duckdb",
+                        reports_dir=home / "reports", telemetry_url=database_url).ensure()
+    server_settings = {**server_settings, **broker}
+    rt = Runtime(App(settings), ServerSettings(**server_settings))
+    names = {"workers": "VIGIL_WORKERS", "analysis": "VIGIL_ANALYSIS", "max_attempts": "VIGIL_MAX_ATTEMPTS",
+             "first_answer_window_s": "VIGIL_FIRST_ANSWER_WINDOW_S", "job_lease_s": "VIGIL_JOB_LEASE_S",
+             "broker_url": "VIGIL_BROKER_URL", "broker_queue": "VIGIL_BROKER_QUEUE"}
+    env = {**os.environ, "VIGIL_HOME": str(home), "VIGIL_DATABASE_URL": database_url,
+           **{names[k]: str(v) for k, v in server_settings.items() if k in names}}
+    env.pop("VIGIL_TELEMETRY_URL", None)
+    log = open(home / "worker.log", "ab")  # noqa: SIM115 - closed below
+    worker = subprocess.Popen([sys.executable, "-m", "vigil", "worker"], env=env, stdout=log, stderr=log,
+                              start_new_session=True)
+    try:
+        yield rt
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        try:
+            worker.wait(20)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait(10)
+        log.close()
+        try:
+            with rt.dispatch.celery.connection_for_write() as conn:
+                conn.default_channel.queue_delete(rt.dispatch.queue)
+        except Exception:   # noqa: BLE001 - a queue left behind is harmless
+            pass
+        if schema is not None:
+            admin = create_engine(pg)
+            with admin.begin() as c:
+                c.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+            admin.dispose()
 
 
 def vigil_cli(*args: str, home: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:

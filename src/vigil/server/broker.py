@@ -78,9 +78,10 @@ def make_celery(url: str, queue: str = "vigil.investigations") -> Celery:
 
     @app.task(name=TASK, bind=True, acks_late=True, reject_on_worker_lost=True)
     def investigate(self, inv_id: str) -> str:
-        if _WORKER is None:
+        worker = getattr(self.app, "vigil_worker", None)
+        if worker is None:
             raise VigilError("this process is not a vigil worker")
-        return _WORKER.run_task(inv_id, bool((self.request.delivery_info or {}).get("redelivered")))
+        return worker.run_task(inv_id, bool((self.request.delivery_info or {}).get("redelivered")))
 
     return app
 
@@ -204,7 +205,14 @@ class BrokerWorker:
         st, lease_s = self.rt.state, self.rt.settings.job_lease_s
         waited_until = time.monotonic() + lease_s + 5.0
         while True:
-            what, seconds = st.lease_job(inv_id, self.owner, lease_s)
+            try:
+                what, seconds = st.lease_job(inv_id, self.owner, lease_s)
+            except Exception as exc:    # noqa: BLE001 - the state database is away: hand the message back
+                from celery.exceptions import Reject
+                log.warning("cannot take job %s (%s); the message goes back to the broker", inv_id,
+                            type(exc).__name__)
+                time.sleep(2.0)
+                raise Reject(f"state database unavailable: {type(exc).__name__}", requeue=True) from None
             if what in ("claimed", "taken-over"):
                 break
             if what == "busy" and redelivered and time.monotonic() < waited_until:
@@ -255,21 +263,18 @@ class Sweeper:
                 log.warning("sweep failed: %s", type(exc).__name__)
 
 
-_WORKER: BrokerWorker | None = None
-
-
 def run_worker(runtime: Runtime, concurrency: int, loglevel: str = "WARNING") -> None:
     """Run a Celery worker (threads) in this process until it is stopped (SIGTERM/SIGINT: warm shutdown)."""
-    global _WORKER
-    _WORKER = BrokerWorker(runtime)
+    celery = runtime.dispatch.celery
+    celery.vigil_worker = worker = BrokerWorker(runtime)
     sweeper = Sweeper(runtime)
     sweeper.start()
     try:
-        runtime.dispatch.celery.worker_main([
-            "worker", "--pool=threads", f"--concurrency={max(1, concurrency)}", f"--loglevel={loglevel}",
+        celery.worker_main([
+            "--quiet", "worker", "--pool=threads", f"--concurrency={max(1, concurrency)}", f"--loglevel={loglevel}",
             "--without-gossip", "--without-mingle", "--without-heartbeat", "-Q", runtime.dispatch.queue,
             "-n", f"vigil-{os.getpid()}@{socket.gethostname()}", "--prefetch-multiplier=1"])
     finally:
         sweeper.stop()
-        _WORKER.close()
-        _WORKER = None
+        worker.close()
+        celery.vigil_worker = None
