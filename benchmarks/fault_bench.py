@@ -238,6 +238,8 @@ def _restart_under_load(args, restart) -> dict:
         load.join()
         r = b.settle(args.timeout)
         r["restart_s"] = round(outage, 1)
+        r["tasks_retried_while_db_away"] = sum(p.read_text(errors="replace").count("could not take")
+                                               for p in b.home.glob("worker*.log"))
         r["server_alive"] = b.alive()
         return r
     finally:
@@ -418,7 +420,8 @@ def main() -> None:
             continue
         notes = []
         if "restart_s" in r:
-            notes.append(f"restart took {r['restart_s']} s; {r['deliveries']} delivery attempts")
+            notes.append(f"restart took {r['restart_s']} s; {r['deliveries']} delivery attempts; "
+                         f"{r['tasks_retried_while_db_away']} worker tasks retried while the database was away")
         if "settled_s" in r:
             notes.append(f"all finished {r['settled_s']} s after the alerts")
         if "alert_answers_when_full" in r:
