@@ -238,7 +238,7 @@ def _restart_under_load(args, restart) -> dict:
         load.join()
         r = b.settle(args.timeout)
         r["restart_s"] = round(outage, 1)
-        r["tasks_retried_while_db_away"] = sum(p.read_text(errors="replace").count("could not take")
+        r["tasks_retried_while_db_away"] = sum(p.read_text(errors="replace").count("cannot take job")
                                                for p in b.home.glob("worker*.log"))
         r["server_alive"] = b.alive()
         return r
