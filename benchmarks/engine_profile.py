@@ -10,7 +10,7 @@ case of each part (the process's CPU seconds, less sensitive to other work on a 
 ``--clock wall`` for wall-clock seconds), the wall-clock total and the CPU total (the load average at
 the start and the end is printed too). ``--peers baro`` adds
 rcaeval's BARO, in CPU seconds with the observation's CPU seconds included (as ``vigil bench`` times it). ``--json`` writes every
-case's whole ranking (resource, fault kind, confidence, score, why), which
+case's whole ranking (resource, fault kind, confidence, score, why, a digest of its evidence), which
 ``benchmarks/compare_rankings.py`` compares between two runs (speed work must leave it identical).
 ``--profile`` adds a cProfile of the analysis (top functions by own time)."""
 
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import hashlib
 import json
 import os
 import pstats
@@ -101,7 +102,9 @@ def main() -> int:
                 row[peer.method] = time.process_time() - c2 + row["observe cpu"]
             rows[group_of(c.dataset)].append(row)
             rankings[f"{c.dataset}/{c.id}"] = [
-                [h.resource, h.fault_kind.value, h.confidence, h.score, h.why] for h in a.hypotheses]
+                [h.resource, h.fault_kind.value, h.confidence, h.score, h.why,
+                 hashlib.sha1(json.dumps([e.model_dump(mode="json") for e in h.evidence], sort_keys=True,
+                                         default=str).encode()).hexdigest()[:12]] for h in a.hypotheses]
         store.close()
     total = time.perf_counter() - t_all
     load1 = os.getloadavg()[0]

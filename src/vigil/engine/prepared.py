@@ -161,6 +161,20 @@ class Prepared:
         """Node metrics (long: resource, name, ts, value): not per-edge series."""
         return self._metric_parts[0]
 
+    @cached_property
+    def metric_series(self) -> tuple[np.ndarray, list[tuple]]:
+        """Which series each row of ``metrics`` belongs to: a code per row (numbered in order of first
+        appearance) and each code's (resource, name). Worked out once: factorizing the string columns
+        is the slow part of grouping them."""
+        m = self.metrics
+        if m.empty:
+            return np.zeros(0, dtype=np.int64), []
+        rc, ru = pd.factorize(m["resource"].to_numpy(object), use_na_sentinel=False)
+        nc, nu = pd.factorize(m["name"].to_numpy(object), use_na_sentinel=False)
+        k = max(len(nu), 1)
+        codes, first = pd.factorize(rc.astype(np.int64) * k + nc)
+        return codes.astype(np.int64), list(zip(ru[first // k], nu[first % k], strict=True))
+
     @property
     def edge_metrics(self) -> pd.DataFrame:
         """Per-edge latency series (long: src, dst, side client|server, name, ts, value)."""

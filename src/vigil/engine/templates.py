@@ -31,8 +31,11 @@ _WHOLE_TOKEN = ((re.compile(r"(?=[0-9a-fA-F]*\d)[0-9a-fA-F]{12,}"), "<HEX>"),
                 (re.compile(r"\d{1,2}:\d{2}:\d{2}(?:[.,]\d+)?"), "<TS>"))
 _TOKEN_CACHE: dict[str | None, dict[str, str]] = {}
 _TOKEN_CACHE_MAX = 200_000
-_KV = re.compile(r"\b(\w+)=(?!<)[^\s,;&)\]}]+")                  # key=value parameters
-_LIST = re.compile(r"[\[{(][^\[\]{}()]*,[^\[\]{}()]*[\]})]")      # innermost bracketed comma-list
+# key=value parameters (possessive: a word not followed by '=' is given up at once, the same matches)
+_KV = re.compile(r"\b(\w++)=(?!<)[^\s,;&)\]}]+")
+# innermost bracketed comma-list: an opening bracket, a run free of brackets holding a comma, a closing
+# bracket (the lookahead finds the comma first, so a bracket with no comma is given up at once)
+_LIST = re.compile(r"[\[{(](?=[^\[\]{}(),]*+,)[^\[\]{}()]*+[\]})]")
 _LEVEL_RE = re.compile(r"\b(FATAL|CRITICAL|ERROR|WARN(?:ING)?|INFO|DEBUG|TRACE)\b")
 PLACEHOLDER = "<*>"          # masked values are Drain wildcards: they never count as similar
 MAX_BODY = 400
@@ -74,6 +77,28 @@ def mask(line: str, placeholder: str | None = None) -> str:
     return _KV.sub(r"\1=" + (placeholder or "<V>"), s) if "=" in s else s
 
 
+_KV_VALUE = r"\1=" + PLACEHOLDER
+
+
+def drain_input(raw: str) -> str:
+    """What the miner is given for a line: its first ``MAX_TOKENS`` tokens after masking, i.e.
+    ``" ".join(mask(raw, PLACEHOLDER).split()[:MAX_TOKENS])``, worked out with less work: a
+    ``key=value`` mask stays inside one token, so it is applied to the kept tokens only, and a line with
+    no comma has no list to fold, so only its kept tokens are masked at all."""
+    tokens = raw.split()[:32]
+    if "," in raw:              # a list may fold several tokens into one: mask them all first
+        s = " ".join(mask_tokens(tokens, PLACEHOLDER))
+        for _ in range(4 if "," in s else 0):
+            s2 = _LIST.sub(PLACEHOLDER, s)
+            if s2 == s:
+                break
+            s = s2
+        s = " ".join(s.split()[:MAX_TOKENS])
+    else:
+        s = " ".join(mask_tokens(tokens[:MAX_TOKENS], PLACEHOLDER))
+    return _KV.sub(_KV_VALUE, s) if "=" in s else s
+
+
 class Templater:
     """One Drain3 miner: template ids for log lines, the template text, and one sample line each."""
 
@@ -94,7 +119,7 @@ class Templater:
         cache, miner = self.cache, self.miner
         for i, b in enumerate(bodies):
             raw = str(b)[:MAX_BODY]
-            m = " ".join(mask(raw, PLACEHOLDER).split()[:MAX_TOKENS])
+            m = drain_input(raw)
             cid = cache.get(m)
             if cid is None:
                 cid = miner.add_log_message(m)["cluster_id"]

@@ -49,12 +49,10 @@ def _metric_deviations(p: Prepared, config: Config):
     v = m["value"].to_numpy(float)
     ok = np.isfinite(v)
     m = m[ok]
-    # series codes in order of first appearance (as factorizing the (resource, name) pairs numbers them,
-    # without building a MultiIndex: that was most of this analyzer's time)
-    rc, ru = pd.factorize(m["resource"].to_numpy(object), use_na_sentinel=False)
-    nc, nu = pd.factorize(m["name"].to_numpy(object), use_na_sentinel=False)
-    codes, first = pd.factorize(rc.astype(np.int64) * max(len(nu), 1) + nc)
-    keys = list(zip(ru[first // max(len(nu), 1)], nu[first % max(len(nu), 1)], strict=True))
+    # series codes in order of first appearance among these rows (the run's series codes, renumbered)
+    all_codes, all_keys = p.metric_series
+    codes, first = pd.factorize(all_codes[ok])
+    keys = [all_keys[i] for i in first.tolist()]
     ts, v = m["ts"].to_numpy(float), m["value"].to_numpy(float)
     order = np.lexsort((ts, codes))
     codes, ts, v = codes[order], ts[order], v[order]

@@ -40,10 +40,15 @@ def _pick(names: list[str], pattern: re.Pattern) -> str | None:
     return hits[0] if hits else None
 
 
-def _node_series(m: pd.DataFrame) -> dict[str, dict[str, str]]:
-    """Which metric of each node is its request count, mean latency, latency quantiles, availability."""
+def _node_series(keys: list[tuple]) -> dict[str, dict[str, str]]:
+    """Which metric of each node is its request count, mean latency, latency quantiles, availability
+    (``keys``: every (resource, name) series)."""
     roles: dict[str, dict[str, str]] = {}
-    for res, names in m.groupby("resource")["name"].unique().items():
+    by_res: dict = {}
+    for res, name in keys:
+        if not pd.isna(res):
+            by_res.setdefault(res, []).append(name)
+    for res, names in sorted(by_res.items()):
         names = [str(n) for n in names]
         cats = {n: category(n)[0] for n in names}
         traffic = [n for n in names if cats[n] == "traffic" and _COUNT.search(n)]
@@ -89,7 +94,8 @@ def analyze_excess(prep: Prepared, cfg: Config) -> list[Finding]:
     s = prep.settings
     if m.empty:
         return []
-    roles = _node_series(m)
+    codes, keys = prep.metric_series
+    roles = _node_series(keys)
     counted = {r for r, d in roles.items() if "n" in d and ("lat" in d or "avail" in d)}
     if len(counted) < 2:
         return []
@@ -101,9 +107,8 @@ def analyze_excess(prep: Prepared, cfg: Config) -> list[Finding]:
         kinds = ["latency"] if cat == "latency" else ["errors"] if cat in ("success", "errors") else []
     kinds = kinds or ["latency", "errors"]
 
-    wide = m[m["resource"].isin(counted)].pivot_table(index="ts", columns=["resource", "name"], values="value",
-                                                      aggfunc="mean").sort_index()
-    ts = wide.index.to_numpy(dtype=float)
+    rows = np.isin(codes, [i for i, (r, _) in enumerate(keys) if r in counted])
+    ts, wide = _wide(m[rows], codes[rows], keys)
     if len(ts) < 2:
         return []
     step = series_step(ts)
@@ -117,9 +122,9 @@ def analyze_excess(prep: Prepared, cfg: Config) -> list[Finding]:
 
     def col(res: str, role: str) -> np.ndarray | None:
         name = roles[res].get(role)
-        if name is None or (res, name) not in wide.columns:
+        if name is None or (res, name) not in wide:
             return None
-        return wide[(res, name)].to_numpy(dtype=float)
+        return wide[(res, name)]
 
     findings: list[Finding] = []
     for kind in kinds:
@@ -187,6 +192,27 @@ def analyze_excess(prep: Prepared, cfg: Config) -> list[Finding]:
                                    metric=roles[res].get("lat" if kind == "latency" else "avail", ""),
                                    requests_metric=roles[res].get("n", ""))))
     return findings
+
+
+def _wide(m: pd.DataFrame, codes: np.ndarray, keys: list[tuple]) -> tuple[np.ndarray, dict[tuple, np.ndarray]]:
+    """The series on one time axis: the sorted timestamps, and each (resource, name) series' values on
+    it (NaN where it has none), as a pivot table of the means gives them; without building one when
+    every series has at most one value per timestamp (the usual case). ``codes``: each row's series,
+    an index into ``keys``."""
+    ts, v = m["ts"].to_numpy(dtype=float), m["value"].to_numpy(dtype=float)
+    if len(m) and not (np.isnan(ts).any() or np.isnan(v).any() or any(pd.isna(x) for k in keys for x in k)):
+        tc, tu = pd.factorize(ts)
+        rank = np.empty(len(tu), dtype=np.int64)
+        rank[np.argsort(tu, kind="stable")] = np.arange(len(tu))
+        axis, ti = np.sort(tu), rank[tc]
+        sc, used = pd.factorize(codes)
+        cell = sc.astype(np.int64) * len(axis) + ti
+        if pd.Index(cell).is_unique:
+            grid = np.full((len(used), len(axis)), np.nan)
+            grid[sc, ti] = v
+            return axis, {keys[k]: grid[i] for i, k in enumerate(used.tolist())}
+    wide = m.pivot_table(index="ts", columns=["resource", "name"], values="value", aggfunc="mean").sort_index()
+    return wide.index.to_numpy(dtype=float), {c: wide[c].to_numpy(dtype=float) for c in wide.columns}
 
 
 def _spread(p50, p90, p99, pre) -> float:
