@@ -37,10 +37,13 @@ demo: install
 	$(BIN)/vigil import demo/nezha-trainticket --space demo --replace
 	$(BIN)/vigil investigate --space demo --latest --format html
 
-# the whole suite in the default (embedded) mode, then one API suite again in scale-out mode (PostgreSQL,
-# RabbitMQ, a Celery worker); tests/scaleout/ runs real `vigil serve` replicas and `vigil worker`s in both
+# the whole suite in the default (embedded) mode on TEST_WORKERS pytest-xdist workers, one test file per
+# unit of work (tests/conftest.py says which files go together and which start first; TEST_WORKERS=0 runs
+# it in one process), then one API suite again in scale-out mode (PostgreSQL, RabbitMQ, a Celery worker);
+# tests/scaleout/ runs real `vigil serve` replicas and `vigil worker`s in both
+TEST_WORKERS ?= 4
 test: install-test
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 	VIGIL_TEST_MODE=scaleout $(BIN)/python -m pytest -q tests/test_api_flow.py
 
 # the server, API and console suites in scale-out mode (VIGIL_TEST_MODE=scaleout: see tests/e2e/kit.py)
