@@ -17,7 +17,7 @@ from vigil.store.state import StateStore
 
 
 def vigil(*args: str, home: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "VIGIL_HOME": str(home), "COLUMNS": "250"}
+    env = {**os.environ, "VIGIL_HOME": str(home), "COLUMNS": "400"}   # wide enough for the longer tmp paths of xdist workers
     env.pop("VIGIL_DATABASE_URL", None)
     return subprocess.run([sys.executable, "-m", "vigil", *args], capture_output=True, text=True, env=env,
                           timeout=120)
