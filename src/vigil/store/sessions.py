@@ -5,29 +5,18 @@ holds a live cookie), hold token *ids* only, end after ``idle_s`` unused or ``ma
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 import time
-from dataclasses import dataclass, field
 
 from sqlalchemy import delete, select
 
+from vigil.model.console_session import ConsoleSession, session_key
 from vigil.store.state import StateStore
 from vigil.store.tables import ConsoleSessionRow
 
 TOUCH_S = 60.0      # "last seen" is written at most this often (a page view is not a write each time)
 
 
-@dataclass
-class StoredSession:
-    csrf: str
-    tokens: dict[str, str] = field(default_factory=dict)      # space -> token id
-    created: float = field(default_factory=time.time)
-    seen: float = field(default_factory=time.time)
-
-
-def _key(sid: str) -> str:
-    return hashlib.sha256(sid.encode()).hexdigest()
 
 
 class DbSessionStore:
@@ -37,21 +26,21 @@ class DbSessionStore:
         self.idle_s, self.max_age_s = idle_s, max_age_s
         self._last_expiry = 0.0
 
-    def create(self, tokens: dict[str, str]) -> tuple[str, StoredSession]:
+    def create(self, tokens: dict[str, str]) -> tuple[str, ConsoleSession]:
         sid = secrets.token_urlsafe(32)
-        sess = StoredSession(csrf=secrets.token_urlsafe(32), tokens=dict(tokens))
+        sess = ConsoleSession(csrf=secrets.token_urlsafe(32), tokens=dict(tokens))
         self._expire()
         with self.state.session() as s, s.begin():
-            s.add(ConsoleSessionRow(key=_key(sid), csrf=sess.csrf, tokens=sess.tokens, created_at=sess.created,
+            s.add(ConsoleSessionRow(key=session_key(sid), csrf=sess.csrf, tokens=sess.tokens, created_at=sess.created,
                                     seen_at=sess.seen))
         return sid, sess
 
-    def get(self, sid: str | None) -> StoredSession | None:
+    def get(self, sid: str | None) -> ConsoleSession | None:
         if not sid or len(sid) > 100:
             return None
         now = time.time()
         with self.state.session() as s, s.begin():
-            row = s.get(ConsoleSessionRow, _key(sid))
+            row = s.get(ConsoleSessionRow, session_key(sid))
             if row is None:
                 return None
             if now - row.seen_at > self.idle_s or now - row.created_at > self.max_age_s:
@@ -59,13 +48,13 @@ class DbSessionStore:
                 return None
             if now - row.seen_at > TOUCH_S:
                 row.seen_at = now
-            return StoredSession(csrf=row.csrf, tokens=dict(row.tokens or {}), created=row.created_at,
+            return ConsoleSession(csrf=row.csrf, tokens=dict(row.tokens or {}), created=row.created_at,
                                  seen=row.seen_at)
 
     def drop(self, sid: str | None) -> None:
         if sid:
             with self.state.session() as s, s.begin():
-                s.execute(delete(ConsoleSessionRow).where(ConsoleSessionRow.key == _key(sid)))
+                s.execute(delete(ConsoleSessionRow).where(ConsoleSessionRow.key == session_key(sid)))
 
     def _expire(self) -> None:
         now = time.time()

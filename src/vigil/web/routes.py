@@ -29,9 +29,10 @@ from vigil.api.errors import ApiError, validation_message
 from vigil.api.schemas import ManualStart, NoteIn
 from vigil.errors import InputError, NotFound, VigilError
 from vigil.model import ApiToken, HypothesisState, InvestigationStatus, Role, StartingPoint
+from vigil.model.console_session import ConsoleSession
 from vigil.services.console import decode_cursor
 from vigil.web import evidence as evidence_view
-from vigil.web.session import COOKIE, LOGIN_COOKIE, Session, SessionStore, clear_cookie, same, set_cookie
+from vigil.web.session import COOKIE, LOGIN_COOKIE, SessionStore, clear_cookie, same, set_cookie
 from vigil.web.svg import graph_focus, topology_svg
 
 log = logging.getLogger("vigil.web")
@@ -110,12 +111,12 @@ def _sessions(request: Request):
     return getattr(_rt(request), "sessions", None) or sessions
 
 
-def _session(request: Request) -> tuple[str | None, Session | None]:
+def _session(request: Request) -> tuple[str | None, ConsoleSession | None]:
     sid = request.cookies.get(COOKIE)
     return sid, _sessions(request).get(sid)
 
 
-def _live_tokens(request: Request, sess: Session) -> dict[str, ApiToken]:
+def _live_tokens(request: Request, sess: ConsoleSession) -> dict[str, ApiToken]:
     """The session's tokens that still work (a revoked one leaves the session at once)."""
     tokens = _rt(request).services.tokens
     out = {}
@@ -129,7 +130,7 @@ def _live_tokens(request: Request, sess: Session) -> dict[str, ApiToken]:
 
 
 class Ctx:
-    def __init__(self, request: Request, space: str | None, sess: Session, tokens: dict[str, ApiToken]) -> None:
+    def __init__(self, request: Request, space: str | None, sess: ConsoleSession, tokens: dict[str, ApiToken]) -> None:
         self.request, self.space, self.session, self.tokens = request, space, sess, tokens
         self.token = tokens.get(space) if space else None
 

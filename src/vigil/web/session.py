@@ -15,16 +15,16 @@ Cookies are SameSite=Strict, HttpOnly, scoped to /ui, and Secure when the reques
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import os
 import secrets
 import threading
 import time
-from dataclasses import dataclass, field
 
 from starlette.requests import Request
 from starlette.responses import Response
+
+from vigil.model.console_session import ConsoleSession, session_key
 
 COOKIE = "vigil_session"
 LOGIN_COOKIE = "vigil_login_csrf"
@@ -33,42 +33,31 @@ MAX_AGE_S = 7 * 86400.0       # and every session ends after this long
 MAX_SESSIONS = 10_000
 
 
-@dataclass
-class Session:
-    csrf: str
-    tokens: dict[str, str] = field(default_factory=dict)      # space -> token id
-    created: float = field(default_factory=time.time)
-    seen: float = field(default_factory=time.time)
-
-
-def _key(sid: str) -> str:
-    # the table is keyed by a hash of the cookie: a dump of the process memory yields no live cookie
-    return hashlib.sha256(sid.encode()).hexdigest()
 
 
 class SessionStore:
     def __init__(self) -> None:
-        self._sessions: dict[str, Session] = {}
+        self._sessions: dict[str, ConsoleSession] = {}
         self._lock = threading.Lock()
 
-    def create(self, tokens: dict[str, str]) -> tuple[str, Session]:
+    def create(self, tokens: dict[str, str]) -> tuple[str, ConsoleSession]:
         sid = secrets.token_urlsafe(32)
-        sess = Session(csrf=secrets.token_urlsafe(32), tokens=dict(tokens))
+        sess = ConsoleSession(csrf=secrets.token_urlsafe(32), tokens=dict(tokens))
         with self._lock:
             self._expire()
-            self._sessions[_key(sid)] = sess
+            self._sessions[session_key(sid)] = sess
         return sid, sess
 
-    def get(self, sid: str | None) -> Session | None:
+    def get(self, sid: str | None) -> ConsoleSession | None:
         if not sid or len(sid) > 100:
             return None
         now = time.time()
         with self._lock:
-            sess = self._sessions.get(_key(sid))
+            sess = self._sessions.get(session_key(sid))
             if sess is None:
                 return None
             if now - sess.seen > IDLE_S or now - sess.created > MAX_AGE_S:
-                del self._sessions[_key(sid)]
+                del self._sessions[session_key(sid)]
                 return None
             sess.seen = now
             return sess
@@ -76,7 +65,7 @@ class SessionStore:
     def drop(self, sid: str | None) -> None:
         if sid:
             with self._lock:
-                self._sessions.pop(_key(sid), None)
+                self._sessions.pop(session_key(sid), None)
 
     def _expire(self) -> None:
         if len(self._sessions) < MAX_SESSIONS:
