@@ -13,8 +13,9 @@ processes on one database only one takes a job) and:
 from __future__ import annotations
 
 import logging
-import threading
 from typing import Any
+
+from vigil.respond.rounds import Rounds
 
 log = logging.getLogger("vigil.respond")
 
@@ -25,38 +26,14 @@ RUN_LEASE_S = 960.0        # longer than any action may take (timeout_s <= 300 p
 CHECK_LEASE_S = 60.0
 
 
-class Jobs:
+class Jobs(Rounds):
+    thread_name = "vigil-respond-jobs"
+
     def __init__(self, service: Any, interval_s: float = 1.0, check_every_s: float = 5.0) -> None:
+        super().__init__(interval_s)
         self.service = service
         self.store = service.store
-        self.interval_s, self.check_every_s = interval_s, check_every_s
-        self._stop = threading.Event()
-        self._wake = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._loop, name="vigil-respond-jobs", daemon=True)
-            self._thread.start()
-
-    def stop(self, timeout: float = 10.0) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
-
-    def wake(self) -> None:
-        self._wake.set()
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.tick()
-            except Exception:    # noqa: BLE001 - the state database away: try again next round
-                log.exception("respond jobs round failed")
-            self._wake.wait(self.interval_s)
-            self._wake.clear()
+        self.check_every_s = check_every_s
 
     def tick(self) -> int:
         """Run every due job once; how many finished."""

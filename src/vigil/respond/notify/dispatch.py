@@ -8,7 +8,6 @@ state database."""
 from __future__ import annotations
 
 import logging
-import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -16,45 +15,21 @@ from vigil.errors import NotFound
 from vigil.respond.jobs import JOBS
 from vigil.respond.notify import build
 from vigil.respond.notify.base import Failure, Message
+from vigil.respond.rounds import Rounds
 
 log = logging.getLogger("vigil.respond")
 RECENT_H = 6.0      # conclusions older than this are not queued (a space that turns a notifier on later)
 
 
-class Dispatcher:
+class Dispatcher(Rounds):
+    thread_name = "vigil-outbox"
+
     def __init__(self, service: Any, interval_s: float = 1.0, backoff_s: float = 2.0, max_backoff_s: float = 300.0,
                  max_attempts: int = 12) -> None:
+        super().__init__(interval_s)
         self.service = service
         self.store = service.store
-        self.interval_s, self.backoff_s, self.max_backoff_s, self.max_attempts = (interval_s, backoff_s, max_backoff_s,
-                                                                                  max_attempts)
-        self._stop = threading.Event()
-        self._wake = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._loop, name="vigil-outbox", daemon=True)
-            self._thread.start()
-
-    def stop(self, timeout: float = 10.0) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
-
-    def wake(self) -> None:
-        self._wake.set()
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.tick()
-            except Exception:    # noqa: BLE001 - the state database away: try again next round
-                log.exception("outbox round failed")
-            self._wake.wait(self.interval_s)
-            self._wake.clear()
+        self.backoff_s, self.max_backoff_s, self.max_attempts = backoff_s, max_backoff_s, max_attempts
 
     # -- one round ------------------------------------------------------------------------------------
     def tick(self) -> int:
