@@ -28,6 +28,7 @@ class SeriesShift:
     base: float = 0.0               # reference median
     post: float = 0.0               # incident median
     reference: str = ""             # "marked" (a fault-free window) or "recent" (the minutes before the onset)
+    loss_like: float = 0.0          # latency from spans: 1.0 when its slowed calls look like retransmission waits
 
 
 @dataclass

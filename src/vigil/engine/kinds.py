@@ -9,11 +9,19 @@ with these rules where a finding is a symptom other evidence explains:
   false-discovery-rate or null-maximum bar) says how the code path changed, that names the kind, unless
   the CPU explains the slowdown;
 - a slowdown (own or network latency) while the service's own CPU is up by 2 sigma or more (where the
-  local family's 1-3 sigma gate is half open) is the CPU's symptom;
+  local family's 1-3 sigma gate is half open), or its CPU at least doubled within the first minute
+  beyond the median workload's (``analyzers/growth.py``: a CPU step late in the first minute, which the
+  local family's median misses), is the CPU's symptom;
 - a severe slowdown of the service's own time (its unexplained latency up tenfold or more, not the CPU's
   doing) is the fault itself where the rest reads as a logic fault (a new warning line, a wrong value):
   a backend made 100x slower logs warnings and its callers time out, but what to act on is the slowdown.
   A new exception keeps its reading (on Online Boutique an exception fault slowed the service tenfold);
+- a severe slowdown of its own time (tenfold or more, from spans) whose calls after the onset look like
+  retransmission waits (under half of them slowed, or the slowed ones spread over tenfold and more) is
+  packet loss: retransmission timeouts delay a share of the calls, by backoffs of very different
+  lengths; a slow process or a delay slows nearly every call by a like amount. The same reading of a
+  network finding's span pairs names loss there. (Worked out on the three Eadro Train-Ticket loss cases;
+  few calls per case, so a hypothesis more than a finding.)
 - when several of a service's own resources rose, memory outranks disk and disk outranks CPU, provided
   the rise is substantial (half as much again or more, at 3 sigma or more): memory pressure makes a
   process burn CPU (garbage collection, page reclaim) and do I/O (swapping, cache), a busy disk shows as
@@ -34,6 +42,10 @@ CPU_EXPLAINS_Z = 2.0
 SUBSTANTIAL_D = math.log(1.5)   # a resource rise counts as substantial from half as much again...
 SUBSTANTIAL_Z = 3.0             # ...at 3 sigma or more
 SEVERE_SLOWDOWN = math.log(10)  # own latency up tenfold beyond what its calls explain
+MEMORY_GROWTH = math.log(3)     # memory up threefold within the fault's first minutes...
+CPU_GROWTH = math.log(2)        # CPU at least doubled (held) within the fault's first minute...
+GROWTH_Z = 3.0                  # ...each at 3 sigma or more
+_GROWTH_OVERRIDES = (FaultKind.CPU, FaultKind.LATENCY, FaultKind.UNKNOWN)
 _RESOURCE_ORDER = ("local:memory", "local:disk", "local:cpu")
 _LOCAL_WHY = {
     "local:cpu": (FaultKind.CPU, "its own CPU rose sharply"),
@@ -54,9 +66,10 @@ _LOCAL_WHY = {
 
 
 def _cpu_explains(f: Finding, fs: list[Finding]) -> bool:
-    return any(g.hypothesis == "local:cpu" and (
-        g.score >= 0.5 * f.score or (isinstance(g.detail, SeriesShift) and g.detail.z >= CPU_EXPLAINS_Z))
-        for g in fs)
+    return any((g.hypothesis == "local:cpu" and (
+        g.score >= 0.5 * f.score or (isinstance(g.detail, SeriesShift) and g.detail.z >= CPU_EXPLAINS_Z)))
+        or (g.hypothesis == "growth:cpu" and isinstance(g.detail, SeriesShift) and g.detail.d >= CPU_GROWTH
+            and g.detail.z >= GROWTH_Z) for g in fs)
 
 
 def _substantial(fs: list[Finding], hypothesis: str) -> bool:
@@ -78,6 +91,14 @@ def fault_kind(ordered: list[Finding], all_findings: list[Finding]) -> tuple[Fau
     """The kind the strongest scored evidence points at, and why. ``ordered``: the candidate's scored
     findings, strongest first; ``all_findings``: all of its findings."""
     kind, why = _strongest_kind(ordered, all_findings)
+    if kind in _GROWTH_OVERRIDES:
+        grew = max((f for f in all_findings if f.hypothesis == "growth:memory" and isinstance(f.detail, SeriesShift)
+                    and f.detail.d >= MEMORY_GROWTH and f.detail.z >= GROWTH_Z),
+                   key=lambda f: f.score, default=None)
+        if grew is not None:
+            return FaultKind.MEMORY, (f"its memory grew about {math.exp(grew.score):.0f}-fold in the fault's first "
+                                      f"minutes ({grew.title}): memory pressure, which also burns CPU and slows "
+                                      f"requests" + ("" if kind is FaultKind.UNKNOWN else f"; {why}"))
     if kind is FaultKind.LOGIC:
         severe = next((f for f in all_findings if f.hypothesis == "local:latency" and f.score >= SEVERE_SLOWDOWN
                        and not _cpu_explains(f, all_findings)), None)
@@ -110,6 +131,12 @@ def _strongest_kind(ordered: list[Finding], all_findings: list[Finding]) -> tupl
                 return FaultKind.NETWORK_LOSS, ("calls to or from it slowed in a long tail (retransmission-like "
                                                 "waits on a share of the calls), not on the other endpoints' "
                                                 "edges: packets to or from it are being lost")
+            if (f.hypothesis == "local:latency" and isinstance(d, SeriesShift) and d.loss_like >= 0.5
+                    and d.d >= SEVERE_SLOWDOWN):
+                return FaultKind.NETWORK_LOSS, (f"its calls slowed up to {math.exp(d.d):.0f}-fold in the way of "
+                                                f"retransmission waits (a share of them, or by times spread over "
+                                                f"tenfold and more), not the even slowdown of a slow process: "
+                                                f"packets to or from it are being lost")
             return _LOCAL_WHY.get(f.hypothesis, (f.fault_kind or FaultKind.UNKNOWN, f.title))
         if f.family == "excess" and isinstance(d, ExcessShare):
             if d.kind == "errors":

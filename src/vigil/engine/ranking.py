@@ -150,12 +150,10 @@ def rank(p: Prepared) -> Analysis:
         fs = by_res[r]
         scoring = sorted((f for f in fs if f.family in s.ranking.floors and f.family != "deviation"),
                          key=lambda f: strength(f, s), reverse=True)
-        if scoring:
-            fk, why = fault_kind(scoring, fs)
-        else:
+        fk, why = fault_kind(scoring, fs)
+        if not scoring and fk is FaultKind.UNKNOWN:
             dev = max((f for f in fs if f.family == "deviation"), key=lambda f: f.score, default=None)
-            fk, why = FaultKind.UNKNOWN, (f"no specific evidence; its telemetry moved the most: {dev.title}"
-                                          if dev else "no dominant signal")
+            why = f"no specific evidence; its telemetry moved the most: {dev.title}" if dev else "no dominant signal"
         path = [r]
         if symptom and symptom != r and symptom in g and r in g and nx.has_path(g, symptom, r):
             path = list(reversed(nx.shortest_path(g, symptom, r)))

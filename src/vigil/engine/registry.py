@@ -7,6 +7,7 @@ from vigil.engine.analyzer import Analyzer
 from vigil.engine.analyzers.changes import Changes
 from vigil.engine.analyzers.deviation import Deviation
 from vigil.engine.analyzers.excess import Excess
+from vigil.engine.analyzers.growth import Growth
 from vigil.engine.analyzers.local import Local
 from vigil.engine.analyzers.logs import Logs
 from vigil.engine.analyzers.metric_evidence import MetricEvidence
@@ -24,6 +25,7 @@ ANALYZERS: tuple[Analyzer, ...] = (
     Changes(),
     Deviation(),
     MetricEvidence(),
+    Growth(),
     Spans(),
     Views(),
 )

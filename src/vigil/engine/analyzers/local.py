@@ -72,8 +72,11 @@ class Config:
     span_lookback_s: float = 15 * 60 # spans: reference calls (when no fault-free window is marked)
     span_window_s: float = 120.0     # spans: incident calls, the two minutes after the onset
     gap_floor_ms: float = 1.0        # a call's network gap is read as log(gap + 1 ms)
-    min_calls: int = 2               # calls an edge needs on each side
+    min_calls: int = 2               # incident calls an edge needs...
+    min_reference_calls: int = 1     # ...and reference calls (a sparse reference's spread is assumed)
     sparse_spread: float = 0.5       # spread of log(gap) assumed when under five reference calls show it
+    loss_share: float = 0.5          # slowed calls read as packet loss when fewer than this share slowed...
+    loss_spread: float = 2.3026      # ...or their times spread over tenfold or more (retransmission backoff)
     trace_min_support: int = 5       # parent spans needed before and after (call patterns)
     trace_min_minutes: int = 2       # a call habit must hold in this many reference minutes
 
@@ -214,13 +217,13 @@ def _mean(x):
     return float(np.mean(x)) if x else np.nan
 
 
-def _parent_child(p: Prepared, c: Config) -> pd.DataFrame:
+def _parent_child(p: Prepared, c: Config, after_s: float | None = None) -> pd.DataFrame:
     """Spans joined to their parents (the run's shared join), both inside the analysis window (reference
-    and incident)."""
+    and incident: ``span_window_s`` after the onset, or ``after_s``)."""
     pc = p.span_parents
     if pc.empty:
         return pc
-    hi = p.onset + c.span_window_s
+    hi = p.onset + (c.span_window_s if after_s is None else after_s)
     ref, _ = p.reference(pc["p_start"].to_numpy(float), c.span_lookback_s, min_points=p.settings.min_events)
     keep = ref | ((pc["p_start"].to_numpy(float) >= p.onset) & (pc["p_start"].to_numpy(float) <= hi))
     return pc[keep]
@@ -300,7 +303,7 @@ class EdgeGap:
     value: float          # gated shift (log units)
     d: float
     z: float
-    slow_share: float     # share of incident calls slower than every reference call (span pairs only)
+    loss_like: float      # 1.0 when its slowed calls look like retransmission waits (span pairs)
     source: str
 
 
@@ -350,7 +353,8 @@ def _sample_shifts(keys: list[np.ndarray], t: np.ndarray, values: np.ndarray, p:
     incident samples' median (a shift of most calls) and their upper quartile (a tail). The incident is
     the calls of the first ``span_window_s`` after the onset, or its first ``min_calls`` calls when traffic
     is that sparse; a sparse reference (under five calls) cannot tell its spread, which is then taken as
-    ``sparse_spread``. Returns {key: (d, z, share of incident calls beyond every reference call)}."""
+    ``sparse_spread``. Returns {key: (d, z, 1.0 when the calls after the onset look like retransmission
+    waits)}."""
     if len(t) == 0:
         return {}
     ref, _ = p.reference(t, c.span_lookback_s, min_points=p.settings.min_events)
@@ -366,7 +370,7 @@ def _sample_shifts(keys: list[np.ndarray], t: np.ndarray, values: np.ndarray, p:
         ta, ga = ta[o], ga[o]
         n_inc = max(int(np.sum(ta <= p.onset + c.span_window_s)), min(c.min_calls, len(ga)))
         q = ga[:n_inc]
-        if len(b) < c.min_calls or len(q) < c.min_calls:
+        if len(b) < c.min_reference_calls or len(q) < c.min_calls:
             continue
         mb = median(b)
         spread = 1.4826 * median(np.abs(b - mb)) if len(b) >= 5 else c.sparse_spread
@@ -374,9 +378,14 @@ def _sample_shifts(keys: list[np.ndarray], t: np.ndarray, values: np.ndarray, p:
         se = spread * 1.2533 * np.sqrt(1.0 / len(q) + 1.0 / len(b))     # standard error of a median
         d_mid = float(median(q) - mb)
         d_tail = float(quantile(q, 0.75) - quantile(b, 0.75))
-        slow = float(np.mean(q > b.max() + c.d_floor))
+        # retransmission-like: packet loss delays a share of the calls by timeouts of very different
+        # lengths (backoff) and leaves the rest as they were; a delay or a slow process slows nearly
+        # every call by a like amount. Read over every call after the onset.
+        slowed = ga[ga > b.max() + c.d_floor]
+        loss = float(len(slowed) < c.loss_share * len(ga)
+                     or (len(slowed) >= 2 and float(slowed.max() - slowed.min()) >= c.loss_spread))
         d, z = (d_mid, d_mid / se) if d_mid >= 0.5 * d_tail else (0.5 * d_tail, 0.5 * d_tail / se)
-        out[ukeys[code]] = (d, float(z), slow)
+        out[ukeys[code]] = (d, float(z), loss)
     return out
 
 
@@ -389,13 +398,13 @@ def _span_gaps(pc: pd.DataFrame, p: Prepared, c: Config) -> dict[tuple[str, str]
     gap = np.log(np.maximum(j["p_dur"].to_numpy(float) - j["dur"].to_numpy(float), 0.0) + c.gap_floor_ms)
     got = _sample_shifts([j["p_res"].to_numpy(object), j["res"].to_numpy(object)], j["p_start"].to_numpy(float),
                          gap, p, c)
-    return {k: EdgeGap(d * float(_gate(z, c)), d, z, slow, "span pairs") for k, (d, z, slow) in got.items()}
+    return {k: EdgeGap(d * float(_gate(z, c)), d, z, loss, "span pairs") for k, (d, z, loss) in got.items()}
 
 
 def _span_latency(p: Prepared, c: Config) -> tuple[dict, dict]:
     """Latency from spans, for services without latency metrics: each service's server time (its spans
     entered from another service, or roots) and the time of the calls it makes to each other service
-    (its span directly above the callee's), as log(1 + ms). Returns ({service: (d, z)},
+    (its span directly above the callee's), as log(1 + ms). Returns ({service: (d, z, retransmission-like)},
     {(caller, callee): (d, z)})."""
     sp = p.spans
     if sp.empty:
@@ -410,7 +419,7 @@ def _span_latency(p: Prepared, c: Config) -> tuple[dict, dict]:
     j = pc[pc["res"] != pc["p_res"]]
     client = _sample_shifts([j["p_res"].to_numpy(object), j["res"].to_numpy(object)], j["p_start"].to_numpy(float),
                             np.log1p(np.maximum(j["p_dur"].to_numpy(float), 0.0)), p, c) if len(j) else {}
-    return ({k: (d, z) for k, (d, z, _) in server.items()}, {k: (d, z) for k, (d, z, _) in client.items()})
+    return server, {k: (d, z) for k, (d, z, _) in client.items()}
 
 
 def local_evidence(p: Prepared, c: Config):
@@ -468,7 +477,7 @@ def local_evidence(p: Prepared, c: Config):
     # per-edge series when there are any, else span pairs (their units differ: never mixed)
     gap = _metric_gaps(p, c, metrics)
     if not gap and not pc.empty:
-        gap = _span_gaps(pc, p, c)
+        gap = _span_gaps(_parent_child(p, c, p.settings.after_s), p, c)
     # the client side of each edge alone: what a caller's own outgoing calls show
     client_d: dict[str, list[float]] = defaultdict(list)
     cl = p.edge_metrics[p.edge_metrics["side"] == "client"] if len(p.edge_metrics) else p.edge_metrics
@@ -479,9 +488,11 @@ def local_evidence(p: Prepared, c: Config):
     tr_ev = _trace_evidence(pc, p.onset, c)
     # latency from spans where no latency series exists: server time of each service, and its calls
     span_srv, span_cli = _span_latency(p, c) if len(p.spans) else ({}, {})
-    for s_, (d, z) in span_srv.items():
+    loss_like: dict[str, float] = {}  # service -> 1.0 when its slowed calls look like retransmissions
+    for s_, (d, z, slow_s) in span_srv.items():
         if not any((s_, r) in R for r in roles.LATENCY_ROLES):
             R[(s_, "srv_lat")] = (d, z)
+            loss_like[s_] = slow_s
     for (u, _v), (d, _z) in span_cli.items():
         if (u, "cli_lat") not in R:
             client_d[u].append(d)
@@ -517,7 +528,7 @@ def local_evidence(p: Prepared, c: Config):
         return max(0.0, float(np.median(o))) if o else 0.0
 
     EV: dict[str, dict[str, tuple[float, str]]] = {}
-    ZS: dict[tuple[str, str], tuple[float, float]] = {}   # (service, hypothesis) -> (d, z) of its series
+    ZS: dict[tuple[str, str], tuple[float, ...]] = {}   # (service, hypothesis) -> (d, z[, loss-like])
     NET: dict[str, EdgeShift] = {}
     for s in services:
         ev = {}
@@ -546,7 +557,7 @@ def local_evidence(p: Prepared, c: Config):
                 self_ = c.down_lat_weight * max(0.0, -ds_ - max(0.0, -dc_))
             ev["latency"] = (self_ * float(_gate(zs_, c)),
                              f"server latency x{np.exp(ds_):.2f} vs own client latency x{np.exp(dc_):.2f} (z={zs_:.1f})")
-            ZS[(s, "latency")] = (float(ds_), float(zs_))
+            ZS[(s, "latency")] = (float(ds_), float(zs_), loss_like.get(s, 0.0))
         # edge gap = caller component + callee component: each edge's gap minus what the other
         # endpoint shows on its *other* edges (leave-one-out median), then averaged over s's edges
         gi = [(u, gap[(u, s)].value - _other(u, s, "out")) for u in callers[s] if (u, s) in gap]
@@ -564,7 +575,7 @@ def local_evidence(p: Prepared, c: Config):
                 gs = [gap[(u, s)] for u, _ in gi] + [gap[(s, v)] for v, _ in go]
                 spans = [g for g in gs if g.source == "span pairs"]
                 NET[s] = EdgeShift(side=side, edges=edges, source=", ".join(sorted({g.source for g in gs})),
-                                   loss_like=float(1.0 - np.mean([g.slow_share for g in spans])) if spans else 0.0)
+                                   loss_like=float(np.mean([g.loss_like for g in spans])) if spans else 0.0)
                 where = {"both": "calls to and from it", "in": "calls to it", "out": "calls it makes"}[side]
                 ev["network"] = (best, f"caller-vs-callee latency gap on {where} x{np.exp(best):.1f}, "
                                        f"not shared by the other endpoints' edges")
@@ -631,8 +642,8 @@ class Local:
                     if detail.loss_like >= 0.5:
                         kind = FaultKind.NETWORK_LOSS
                 else:
-                    d, z = ZS.get((service, hyp), (0.0, 0.0))
-                    detail = SeriesShift(metric=hyp, d=d, z=z)
+                    d, z, *share = ZS.get((service, hyp), (0.0, 0.0))
+                    detail = SeriesShift(metric=hyp, d=d, z=z, loss_like=share[0] if share else 0.0)
                 out.append(Finding(resource=service, family="local", hypothesis=_HYPOTHESIS[hyp],
                                    signal=EvidenceKind.TRACE if hyp == "trace" else EvidenceKind.METRIC,
                                    score=float(value), title=text, fault_kind=kind, detail=detail))
