@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -12,7 +14,7 @@ from vigil.engine.analyzers.resources import Resources
 from vigil.engine.confidence import Calibration, confidences, fit_calibration, top_features
 from vigil.engine.prepared import Prepared
 from vigil.errors import InputError
-from vigil.model import Edge, FaultKind, Resource, Topology
+from vigil.model import Alert, Edge, FaultKind, Resource, Topology
 
 ONSET = 1_700_000_000.0
 
@@ -199,7 +201,61 @@ def test_reshape_moves_the_past_into_a_marked_run_days_before():
     t = r.metrics["ts"].to_numpy()
     assert not ((t < ONSET) & (t > ONSET - 86400)).any() and t.max() <= ONSET + 300
     (a, b), = r.baselines
-    assert b < ONSET - 86400 and ((t >= a) & (t <= b)).sum() == (obs.metrics["ts"] < ONSET).sum()
+    # the last minute before the alert (where a late alert's fault has often begun) is dropped, the rest moved
+    assert b < ONSET - 86400 and ((t >= a) & (t <= b)).sum() == (obs.metrics["ts"] < ONSET - 60).sum()
+    assert len(r.metrics) == (obs.metrics["ts"] < ONSET - 60).sum() + (obs.metrics["ts"].between(ONSET, ONSET + 300)).sum()
+
+
+def test_reshape_keeps_a_recording_s_own_fault_free_runs():
+    """Marked runs the recording already has (months apart, or an operator's window within the hour)
+    stay where they are; only the unmarked past before the alert moves."""
+    rng = np.random.default_rng(12)
+    months = 90 * 86400
+    own = [series(s, m, noise(rng, lvl, 30), start=ONSET - months) for s in ("web", "cart", "db")
+           for m, lvl in (("cpu_usage", 20), ("memory_usage", 50))]
+    marked = [(ONSET - months, ONSET - months + 1800), (ONSET - 3600, ONSET - 1800)]
+    obs = Observation(onset=ONSET, metrics=pd.concat([*own, *quiet_system(rng)]), baselines=marked)
+    r = reshape(obs, reference_gap_s=2 * 86400)
+    assert r.baselines[:2] == marked and len(r.baselines) == 3
+    t = r.metrics["ts"].to_numpy()
+    for a, b in marked:
+        assert ((t >= a) & (t <= b)).sum() == ((obs.metrics["ts"] >= a) & (obs.metrics["ts"] <= b)).sum() > 0
+    assert not ((t > ONSET - 1800) & (t < ONSET)).any()
+
+
+def petshop_like(rng, before_start):
+    """web -> api -> db with request counts and mean latency every 5 minutes (CloudWatch style); two
+    buckets of history starting at ``before_start``, three from 100 s after the onset (the onset falls
+    between buckets), db's latency up fivefold."""
+    parts = []
+    for node, lat in (("web", 120.0), ("api", 60.0), ("db", 20.0)):
+        for start, n, up in ((before_start, 2, 1.0), (ONSET + 100, 3, 5.0 if node == "db" else 1.0)):
+            slow = lat * up + (80.0 if node != "db" and start > ONSET else 0.0)     # callers wait for db
+            parts += [series(node, "requests:Sum", rng.normal(600, 10, n), step=300.0, start=start),
+                      series(node, "latency:Average", slow * np.exp(rng.normal(0, 0.02, n)), step=300.0, start=start)]
+    return parts
+
+
+def test_a_short_fault_free_run_apart_is_still_the_reference_for_every_family():
+    """Two 5-minute buckets recorded three days before and nothing before the alert (PetShop's shape
+    re-timed): the request-excess and deviation families read the marked run, so the answer is not empty."""
+    rng = np.random.default_rng(13)
+    gap = 3 * 86400
+    obs = Observation(onset=ONSET, metrics=pd.concat(petshop_like(rng, ONSET - gap)),
+                      baselines=[(ONSET - gap, ONSET - gap + 600)], topology=topo(("web", "api"), ("api", "db")),
+                      alert=Alert(id="a", title="web latency", at=datetime.fromtimestamp(ONSET, UTC),
+                                  resource="web", metric="latency:Average"))
+    a = analyze(obs)
+    assert a.hypotheses and a.hypotheses[0].resource == "db", a.summary
+    assert max((f for f in a.findings if f.family == "excess"), key=lambda f: f.score).resource == "db"
+    # deviation reads every series against the two marked buckets: the nodes that moved, not the one that did not
+    dev = {f.resource: f.score for f in a.findings if f.family == "deviation"}
+    assert dev.get("db", 0) >= 3 and dev.get("web", 0) >= 3, dev
+    # a marked run of a few samples is a series' reference when nothing precedes the onset
+    ts = ONSET - gap + 300.0 * np.arange(4)
+    p = Prepared(Observation(onset=ONSET, metrics=pd.DataFrame({"resource": "db", "name": "x", "ts": ts, "value": 1.0}),
+                             baselines=[(ONSET - gap, ONSET - gap + 1000)]))
+    assert [kind for _, kind in p.references(ts, 1800)] == ["marked"]
 
 
 def test_a_truth_tied_for_first_place_counts_as_a_share_of_a_hit():

@@ -16,6 +16,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
+import numpy as np
+
 from vigil.agent.investigator import observe
 from vigil.bench.peers import Peer, load_peers
 from vigil.engine import Settings, analyze
@@ -48,32 +50,42 @@ def ablate(obs: Observation, name: str) -> Observation:
 
 
 def reshape(obs: Observation, reference_gap_s: float = 0.0, horizon_s: float = 0.0,
-            lookback_s: float = 3600.0) -> Observation:
+            lookback_s: float = 3600.0, guard_s: float = 60.0) -> Observation:
     """The same incident as another recording would hold it. ``reference_gap_s``: the history before
     the alert becomes a fault-free run recorded that long before (its samples moved back in time and
     marked fault-free; nothing precedes the alert any more), as in recordings that keep the normal run
-    apart from the incident. ``horizon_s``: the recording ends that long after the alert. Labels are
-    not involved: only times move."""
+    apart from the incident. The last ``guard_s`` before the alert (where a late alert's fault has
+    often begun already) is dropped, not declared fault-free. A recording's own marked runs stay as they
+    are (PetShop's lie months apart already). ``horizon_s``: the recording ends that long after the alert. Labels are not
+    involved: only times move."""
     out = dataclasses.replace(obs)
     onset = obs.onset
     if reference_gap_s > 0:
         windows = []
 
+        def marked(t):
+            keep = np.zeros(len(t), dtype=bool)
+            for a, b in obs.baselines:
+                keep |= (t >= a) & (t <= b)
+            return keep
+
         def move(df, col):
             if df.empty:
                 return df
             t = df[col].to_numpy(float)
-            before = (t < onset) & (t >= onset - lookback_s)
+            own = marked(t)
+            before = (t < onset - guard_s) & (t >= onset - lookback_s) & ~own
             if before.any():
                 windows.append((float(t[before].min()) - reference_gap_s, float(t[before].max()) - reference_gap_s))
-            df = df[(t >= onset) | before].copy()
-            df[col] = df[col].where(df[col] >= onset, df[col] - reference_gap_s)
+            df = df[(t >= onset) | before | own].copy()
+            df[col] = np.where(before[(t >= onset) | before | own], df[col] - reference_gap_s, df[col])
             return df
 
         out.metrics = move(obs.metrics, "ts")
         out.logs = move(obs.logs, "ts")
         out.spans = move(obs.spans, "start")
-        out.baselines = ([(min(a for a, _ in windows), max(b for _, b in windows) + 1)] if windows else [])
+        out.baselines = list(obs.baselines) + (
+            [(min(a for a, _ in windows), max(b for _, b in windows) + 1)] if windows else [])
     if horizon_s > 0:
         end = onset + horizon_s
         out.metrics = out.metrics[out.metrics["ts"] <= end]
@@ -234,7 +246,7 @@ def run_recording(rec: Recording, settings: Settings, alert_offset_s: float = 0.
             try:
                 obs = observe(store, "bench", onset, alert, settings)
                 if reference_gap_s or horizon_s:
-                    obs = reshape(obs, reference_gap_s, horizon_s, settings.metric_lookback_s)
+                    obs = reshape(obs, reference_gap_s, horizon_s, settings.metric_lookback_s, settings.onset_guard_s)
             except InputError:          # nothing recorded around this alert: no answer, which counts as a miss
                 for method in methods:
                     out.append(CaseResult(case=case.id, dataset=case.dataset, method=method,

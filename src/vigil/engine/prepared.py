@@ -92,20 +92,23 @@ class Prepared:
                    min_recent: int = 3) -> list[tuple[np.ndarray, str]]:
         """Every reference a series has, as (boolean mask of its samples, where from): the samples inside
         windows marked fault-free (wherever they lie in time) when there are at least ``min_points`` of
-        them, and the recent past ``[onset - lookback_s, onset - guard_s)`` when it holds at least
+        them (or at least two, ``min_recent``, when the recent past has too few: a short fault-free run
+        recorded apart is then the only reference), and the recent past ``[onset - lookback_s, onset - guard_s)`` when it holds at least
         ``min_recent``. The guard (a late alert's fault may have begun before it) is dropped when it would
         leave too few samples."""
         ts = np.asarray(ts, dtype=float)
         need = self.settings.min_reference_points if min_points is None else min_points
         out = []
-        if self.marked:
-            marked = self.marked_mask(ts)
-            if marked.sum() >= need:
-                out.append((marked, "marked"))
         recent = (ts >= self.onset - lookback_s) & (ts < self.onset - guard_s)
         if guard_s > 0 and recent.sum() < min_recent:
             recent = (ts >= self.onset - lookback_s) & (ts < self.onset)
-        if recent.sum() >= min_recent:
+        has_recent = recent.sum() >= min_recent
+        if self.marked:
+            marked = self.marked_mask(ts)
+            # a short fault-free run is still the only reference when nothing precedes the onset
+            if marked.sum() >= need or (not has_recent and marked.sum() >= max(min_recent, 2)):
+                out.append((marked, "marked"))
+        if has_recent:
             out.append((recent, "recent"))
         return out
 

@@ -66,18 +66,21 @@ def _metric_deviations(p: Prepared, config: Config):
         step[g.index.to_numpy()] = np.maximum(g.to_numpy(), 1e-9)
     st = step[codes]
     ref = np.zeros(len(ts), bool)
+    past = (ts >= p.onset - s.metric_lookback_s) & (ts < p.onset - st)
     if p.marked:
         marked = p.marked_mask(ts)
         counts = np.bincount(codes[marked], minlength=n)
-        use_marked = counts >= s.min_reference_points
+        # a short fault-free run still counts for a series with (almost) nothing before the onset
+        few_recent = np.bincount(codes[past & ~marked], minlength=n) < 3
+        use_marked = (counts >= s.min_reference_points) | (few_recent & (counts >= 2))
         ref = marked & use_marked[codes]
         recent = ~use_marked[codes]
     else:
         recent = np.ones(len(ts), bool)
-    ref |= recent & (ts >= p.onset - s.metric_lookback_s) & (ts < p.onset - st)
+    ref |= recent & past
     end = p.onset + np.maximum(config.window_s, config.min_samples * st)
     inc = (ts >= p.onset) & (ts <= end)
-    if np.bincount(codes[ref], minlength=n).max(initial=0) < 3:
+    if np.bincount(codes[ref], minlength=n).max(initial=0) < 2:
         # nothing to compare with (no fault-free window, no past before the alert): within the window,
         # each series' first quarter is the reference for the rest. Weak, but it says what moved most
         # rather than nothing.
@@ -111,7 +114,7 @@ def _metric_deviations(p: Prepared, config: Config):
     lo_v = np.full(n, np.inf)
     np.maximum.at(hi_v, ic, iv)
     np.minimum.at(lo_v, ic, iv)
-    has = (cnt >= 3) & np.isfinite(hi_v)
+    has = (cnt >= 2) & np.isfinite(hi_v)
     z = np.where(has, np.maximum(hi_v - med, med - lo_v) / scale, 0.0)
     return [(str(keys[i][0]), float(z[i]), str(keys[i][1])) for i in np.flatnonzero(has & (z > 0))]
 

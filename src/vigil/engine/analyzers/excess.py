@@ -113,8 +113,12 @@ def analyze_excess(prep: Prepared, cfg: Config) -> list[Finding]:
         return []
     step = series_step(ts)
     k = int(np.searchsorted(ts, prep.onset, side="right") - 1)      # the bucket holding the onset
+    if k >= 0 and ts[k] + step <= prep.onset:     # no bucket holds the onset (the past lies apart)
+        k += 1
     k = max(k, 1)
     pre = np.nonzero((np.arange(len(ts)) < k) & (ts >= prep.onset - s.metric_lookback_s))[0]
+    if len(pre) == 0 and prep.marked:      # nothing before the onset: a fault-free run recorded apart
+        pre = np.nonzero(prep.marked_mask(ts) & (ts < prep.onset))[0]
     end = prep.onset + max(s.after_s, s.min_after_samples * step)
     inc = np.nonzero((np.arange(len(ts)) >= k) & (ts <= end))[0]
     if len(pre) == 0 or len(inc) == 0:
