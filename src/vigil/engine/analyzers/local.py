@@ -25,8 +25,10 @@ fault name it best: later ones mix in the system's responses (retries, autoscali
   caller's span minus the callee's span under it, call by call). Take out the far endpoint's common
   component (median g over its other edges, >= 0) and average over s's in-edges and over its
   out-edges: a delay at v shows on v's edges only. The slower side counts (10 % less when the other side
-  was measured and stayed quicker: a delay often shows both ways). Calls whose slowdown is a tail (a minority of calls delayed by
-  retransmission timeouts) rather than a shift of most calls point at packet loss. Without per-edge
+  was measured and stayed quicker: a delay often shows both ways). Calls after the onset that look like
+  retransmission waits (under half of them slowed, or the slowed ones spread over tenfold and more)
+  rather than a like slowdown of nearly all point at packet loss. An edge needs ``min_calls`` incident
+  calls and one reference call (a sparse reference's spread is assumed). Without per-edge
   data: 0.5 x the smallest rise of s's callers' client latency that no callee's server latency explains.
 - traffic: it stopped calling a callee while its own traffic held.
 - trace pattern: inside its spans, a call that always followed another stopped (minus what the callee
@@ -489,10 +491,10 @@ def local_evidence(p: Prepared, c: Config):
     # latency from spans where no latency series exists: server time of each service, and its calls
     span_srv, span_cli = _span_latency(p, c) if len(p.spans) else ({}, {})
     loss_like: dict[str, float] = {}  # service -> 1.0 when its slowed calls look like retransmissions
-    for s_, (d, z, slow_s) in span_srv.items():
+    for s_, (d, z, loss) in span_srv.items():
         if not any((s_, r) in R for r in roles.LATENCY_ROLES):
             R[(s_, "srv_lat")] = (d, z)
-            loss_like[s_] = slow_s
+            loss_like[s_] = loss
     for (u, _v), (d, _z) in span_cli.items():
         if (u, "cli_lat") not in R:
             client_d[u].append(d)
