@@ -1,6 +1,9 @@
 """A background thread that does one round of work every ``interval_s`` (sooner when woken), and keeps
 going when a round fails (the state database away: try again next round). The outbox and the respond
-jobs both run on it."""
+jobs both run on it.
+
+A failing round is logged with its traceback once; while the same error repeats, each round logs one
+line with the count, and the first round that succeeds again says how many failed."""
 
 from __future__ import annotations
 
@@ -39,9 +42,26 @@ class Rounds:
 
     def _loop(self) -> None:
         while not self._stop.is_set():
-            try:
-                self.tick()
-            except Exception:    # noqa: BLE001 - the state database away: try again next round
-                log.exception("%s round failed", self.thread_name)
+            self._round()
             self._wake.wait(self.interval_s)
             self._wake.clear()
+
+    _failed = 0
+    _last_error: tuple[type, str] | None = None
+
+    def _round(self) -> None:
+        try:
+            self.tick()
+        except Exception as e:    # noqa: BLE001 - the state database away: try again next round
+            self._failed += 1
+            error = (type(e), str(e).splitlines()[0] if str(e) else "")
+            if error != self._last_error:
+                log.exception("%s round failed", self.thread_name)
+            else:
+                log.warning("%s round failed again (%d in a row): %s: %s", self.thread_name, self._failed,
+                            error[0].__name__, error[1])
+            self._last_error = error
+            return
+        if self._failed:
+            log.warning("%s rounds work again after %d failed", self.thread_name, self._failed)
+        self._failed, self._last_error = 0, None
