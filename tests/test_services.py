@@ -155,3 +155,18 @@ def test_every_start_goes_through_one_path(world, monkeypatch):
     svc.investigations.start_at("shop", T0, "cli")
     svc.alerts.accept("shop", [IncomingAlert(source="t", fingerprint="fp-new", title="x", at=T0)], "am")
     assert seen == ["manual", "manual", "alert"]
+
+
+@pytest.mark.parametrize("kind", ["memory", "database"])
+def test_console_sign_in_issues_a_new_session_keeps_the_spaces_and_is_audited(world, kind):
+    from vigil.services.sessions import SessionService
+    from vigil.store.sessions import DbSessionStore, MemorySessionStore
+    svc, st, ids = world
+    sessions = SessionService(MemorySessionStore() if kind == "memory" else DbSessionStore(st), svc.audit)
+    sid1, s1 = sessions.sign_in(None, "shop", ids["tok"], "token:keep")
+    sid2, s2 = sessions.sign_in(sid1, "other", "tok-2", "token:other")
+    assert sid2 != sid1 and sessions.get(sid1) is None                   # no fixation: the old id is dead
+    assert sessions.get(sid2).tokens == {"shop": ids["tok"], "other": "tok-2"} and s2.csrf != s1.csrf
+    assert [e["action"] for e in svc.audit.log("shop")].count("console-sign-in") == 1
+    sessions.sign_out(sid2)
+    assert sessions.get(sid2) is None and sessions.count() == 0

@@ -74,14 +74,13 @@ class Runtime:
         self.tokens = TokenCache(self.app, self.settings.token_cache_s)
         self.workers = WorkerPool(self, self.settings.workers)
         self._dispatch = None               # scale-out: publishes jobs to the broker (vigil.server.broker)
-        self._sessions = None
         self.services = Services(self.app, Hooks(
             enqueued=self.enqueued, touch=self.feed.touch, cancel_running=self._stop_running,
             sources_changed=self.sources_changed, tokens_changed=self.tokens.clear,
             alerted=lambda outcomes, alerts, actor: self.alert_notes.add(outcomes, alerts, actor),
             outbox=self._wake_respond, queue=True),
             engine_settings=self.engine_settings, max_attempts=self.settings.max_attempts,
-            webhook_settings=self.settings)
+            webhook_settings=self.settings, session_store=self._session_store())
         self.app.services = self.services
         self._respond = None
         self._outbox = None
@@ -121,13 +120,12 @@ class Runtime:
             self._dispatch = Dispatch(self)
         return self._dispatch
 
-    @property
-    def sessions(self):
-        """Console sessions every replica shares (scale-out mode); None: the console keeps its own."""
-        if self._sessions is None and self.settings.scaleout:
+    def _session_store(self):
+        """Console sessions every replica shares (scale-out mode), else this process's."""
+        if self.settings.scaleout:
             from vigil.store.sessions import DbSessionStore
-            self._sessions = DbSessionStore(self.state)
-        return self._sessions
+            return DbSessionStore(self.state)
+        return None
 
     def _stop_running(self, inv_id: str) -> bool:
         """Stop a running investigation at its next step: this process's worker, or (scale-out) the

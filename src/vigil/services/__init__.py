@@ -15,6 +15,7 @@ process (``Hooks``: wake the workers, live journal streams, caches).
     changes         change events from webhooks     ChangeService
     audit           the audit log                   AuditService
     console         the console's bounded reads     ConsoleService
+    sessions        console sign-in and sign-out    SessionService
     telemetry       what the stores and connectors  TelemetryService
                     hold (reads)
     ingest          OTLP exports into a space       IngestService
@@ -33,6 +34,7 @@ from vigil.services.hooks import Hooks
 from vigil.services.ingest import IngestService
 from vigil.services.integrations import IntegrationService
 from vigil.services.investigations import InvestigationService
+from vigil.services.sessions import SessionService
 from vigil.services.sources import SourceService
 from vigil.services.spaces import SpaceService
 from vigil.services.telemetry import TelemetryService
@@ -47,7 +49,9 @@ class Services:
     the space's sources, opened lazily)."""
 
     def __init__(self, app: Any, hooks: Hooks | None = None, engine_settings: Any = None, max_attempts: int = 3,
-                 webhook_settings: Any = None) -> None:
+                 webhook_settings: Any = None, session_store: Any = None) -> None:
+        """``session_store``: where console sessions live (``vigil.store.sessions``; default: this
+        process's memory)."""
         self.app = app
         self.hooks = hooks or Hooks()
         store = _Lazy(app)
@@ -61,6 +65,10 @@ class Services:
         self.alerts = AlertService(store, self.investigations, self.hooks)
         self.changes = ChangeService(app)
         self.console = ConsoleService(store)
+        if session_store is None:
+            from vigil.store.sessions import MemorySessionStore
+            session_store = MemorySessionStore()
+        self.sessions = SessionService(session_store, self.audit)
         self.telemetry = TelemetryService(app)
         self.ingest = IngestService(app)
         self._respond = None

@@ -32,7 +32,7 @@ from vigil.model import ApiToken, HypothesisState, InvestigationStatus, Role, St
 from vigil.model.console_session import ConsoleSession
 from vigil.services.console import decode_cursor
 from vigil.web import evidence as evidence_view
-from vigil.web.session import COOKIE, LOGIN_COOKIE, SessionStore, clear_cookie, same, set_cookie
+from vigil.web.session import COOKIE, LOGIN_COOKIE, clear_cookie, same, set_cookie
 from vigil.web.svg import graph_focus, topology_svg
 
 log = logging.getLogger("vigil.web")
@@ -98,7 +98,6 @@ class UiRoute(APIRoute):
 
 
 router = APIRouter(prefix="/ui", route_class=UiRoute, include_in_schema=False)
-sessions = SessionStore()
 
 
 # -- request context ------------------------------------------------------------------------------
@@ -107,8 +106,9 @@ def _rt(request: Request):
 
 
 def _sessions(request: Request):
-    """This process's sessions, or (scale-out) the ones every replica shares through the state database."""
-    return getattr(_rt(request), "sessions", None) or sessions
+    """Console sessions (``services.sessions``: this process's, or in scale-out mode the ones every
+    replica shares)."""
+    return _rt(request).services.sessions
 
 
 def _session(request: Request) -> tuple[str | None, ConsoleSession | None]:
@@ -247,13 +247,8 @@ async def login(request: Request):
             "space": None, "token": None, "error": "That token is not valid (unknown or revoked)."}, status_code=401)
         set_cookie(resp, request, LOGIN_COOKIE, nonce, max_age=3600)
         return resp
-    old_sid, old = _session(request)
-    tokens = dict(old.tokens) if old else {}
-    tokens[tok.space_id] = tok.id
-    store = _sessions(request)
-    await run_in_threadpool(store.drop, old_sid)    # a new session id at every sign-in (no fixation)
-    sid, _sess = await run_in_threadpool(store.create, tokens)
-    await run_in_threadpool(_rt(request).services.audit.record, Principal(tok).actor, "console-sign-in", tok.space_id)
+    sid, _sess = await run_in_threadpool(_sessions(request).sign_in, request.cookies.get(COOKIE), tok.space_id,
+                                         tok.id, Principal(tok).actor)    # a new session id (no fixation)
     nxt = _safe_next(form.get("next"))
     if not nxt or f"/ui/s/{tok.space_id}/" not in nxt:
         nxt = f"/ui/s/{tok.space_id}/"
@@ -270,7 +265,7 @@ async def logout(request: Request):
     if sess is not None:
         if not same(form.get("csrf"), sess.csrf):
             raise UiError(403, "the form's CSRF token is missing or wrong: reload the page and try again")
-        await run_in_threadpool(_sessions(request).drop, sid)
+        await run_in_threadpool(_sessions(request).sign_out, sid)
     resp = _back("/ui/login")
     clear_cookie(resp, request, COOKIE)
     return resp
