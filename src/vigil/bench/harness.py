@@ -23,6 +23,7 @@ from vigil.bench.peers import Peer, load_peers
 from vigil.engine import Settings, analyze
 from vigil.engine.confidence import Calibration, fit_calibration, top_features
 from vigil.engine.observation import Observation
+from vigil.engine.prepared import in_windows
 from vigil.errors import InputError
 from vigil.ingest import Recording, discover
 from vigil.store.telemetry import TelemetryStore
@@ -63,22 +64,17 @@ def reshape(obs: Observation, reference_gap_s: float = 0.0, horizon_s: float = 0
     if reference_gap_s > 0:
         windows = []
 
-        def marked(t):
-            keep = np.zeros(len(t), dtype=bool)
-            for a, b in obs.baselines:
-                keep |= (t >= a) & (t <= b)
-            return keep
-
         def move(df, col):
             if df.empty:
                 return df
             t = df[col].to_numpy(float)
-            own = marked(t)
+            own = in_windows(t, obs.baselines)
             before = (t < onset - guard_s) & (t >= onset - lookback_s) & ~own
             if before.any():
                 windows.append((float(t[before].min()) - reference_gap_s, float(t[before].max()) - reference_gap_s))
-            df = df[(t >= onset) | before | own].copy()
-            df[col] = np.where(before[(t >= onset) | before | own], df[col] - reference_gap_s, df[col])
+            keep = (t >= onset) | before | own
+            df = df[keep].copy()
+            df[col] = np.where(before[keep], df[col] - reference_gap_s, df[col])
             return df
 
         out.metrics = move(obs.metrics, "ts")

@@ -50,6 +50,14 @@ def _plain(df: pd.DataFrame) -> pd.DataFrame:
     return df.astype(cols) if cols else df
 
 
+def in_windows(ts: np.ndarray, windows) -> np.ndarray:
+    """Which of the times ``ts`` lie inside any of the ``(start, end)`` windows (ends included)."""
+    mask = np.zeros(len(ts), dtype=bool)
+    for a, b in windows:
+        mask |= (ts >= a) & (ts <= b)
+    return mask
+
+
 class Prepared:
     def __init__(self, obs: Observation, settings: Settings | None = None, quick: bool = False):
         self.obs = obs
@@ -83,10 +91,7 @@ class Prepared:
 
     # -- references ----------------------------------------------------------------------------
     def marked_mask(self, ts: np.ndarray) -> np.ndarray:
-        mask = np.zeros(len(ts), dtype=bool)
-        for a, b in self.marked:
-            mask |= (ts >= a) & (ts <= b)
-        return mask
+        return in_windows(ts, self.marked)
 
     def references(self, ts, lookback_s: float, guard_s: float = 0.0, min_points: int | None = None,
                    min_recent: int = 3) -> list[tuple[np.ndarray, str]]:

@@ -20,6 +20,14 @@ def median(x: np.ndarray) -> float:
     return float(0.5 * (s[(n - 1) // 2] + s[n // 2]))
 
 
+def series_noise(x: np.ndarray) -> float:
+    """A series' own noise: the MAD of its sample-to-sample changes over sqrt 2 (a trend or a step does not
+    inflate it), or with under four samples the MAD around the median; in sigma units."""
+    if len(x) >= 4:
+        return MAD_TO_SIGMA * median(np.abs(np.diff(x))) / math.sqrt(2)
+    return MAD_TO_SIGMA * median(np.abs(x - median(x)))
+
+
 def quantile(x: np.ndarray, q: float) -> float:
     """``np.quantile(x, q)`` (linear interpolation) of a small 1-d array, the fast way."""
     s = np.sort(x)

@@ -30,7 +30,7 @@ import numpy as np
 from vigil.engine import roles
 from vigil.engine.findings import Finding, SeriesShift
 from vigil.engine.prepared import Prepared, series_step
-from vigil.engine.stats import median
+from vigil.engine.stats import median, series_noise
 from vigil.model import EvidenceKind
 
 
@@ -63,8 +63,7 @@ class Growth:
         best: dict[tuple[str, str], tuple[float, float, str, float, float]] = {}
         for (resource, name), g in m.groupby(["resource", "name"], sort=False):
             what = _WHAT[role_of[name]]
-            window = config.window_s if what == "memory" else config.cpu_window_s
-            got = _growth(g["ts"].to_numpy(float), g["value"].to_numpy(float), window, p, config)
+            got = _growth(g["ts"].to_numpy(float), g["value"].to_numpy(float), _window(config, what), p, config)
             if got is None:
                 continue
             d, z, base, peak = got
@@ -82,10 +81,9 @@ class Growth:
             d, z = d - common[what], (d - common[what]) * z / d if d > 0 else 0.0
             if d <= 0:
                 continue
-            window = config.window_s if what == "memory" else config.cpu_window_s
             out.append(Finding(
                 resource=resource, family="evidence", hypothesis=f"growth:{what}", signal=EvidenceKind.METRIC,
-                score=d, title=f"{name} grew {peak / base:.1f}-fold within {window:.0f} s of the onset "
+                score=d, title=f"{name} grew {peak / base:.1f}-fold within {_window(config, what):.0f} s of the onset "
                                f"({base:.4g} -> {peak:.4g})" + (f", {math.exp(d):.1f}-fold beyond the median workload's"
                                                                  if common[what] > 0 else ""),
                 detail=SeriesShift(metric=name, d=d, z=z, base=base, post=peak)))
@@ -93,6 +91,10 @@ class Growth:
 
 
 _WHAT = {"mem": "memory", "cpu": "cpu"}
+
+
+def _window(c: Config, what: str) -> float:
+    return c.window_s if what == "memory" else c.cpu_window_s
 
 
 def _growth(ts: np.ndarray, v: np.ndarray, window_s: float, p: Prepared, c: Config) -> tuple[float, float, float, float] | None:
@@ -115,7 +117,5 @@ def _growth(ts: np.ndarray, v: np.ndarray, window_s: float, p: Prepared, c: Conf
     held = max(median(q[i:i + k]) for i in range(len(q) - k + 1))
     if held <= 0:
         return None
-    lb = np.log(np.maximum(b, 1e-12))
-    sd = 1.4826 * median(np.abs(np.diff(lb))) / math.sqrt(2) if len(lb) >= 4 else 1.4826 * median(np.abs(lb - median(lb)))
     d = float(math.log(held / base))
-    return d, d / max(sd, c.d_floor), float(base), float(held)
+    return d, d / max(series_noise(np.log(np.maximum(b, 1e-12))), c.d_floor), float(base), float(held)

@@ -50,7 +50,7 @@ import pandas as pd
 from vigil.engine import roles
 from vigil.engine.findings import EdgeShift, Finding, SeriesShift
 from vigil.engine.prepared import Prepared, series_step
-from vigil.engine.stats import median, quantile
+from vigil.engine.stats import median, quantile, series_noise
 from vigil.model import EvidenceKind, FaultKind
 
 ERR_OP = re.compile(r"error|exception|fault|fail", re.I)
@@ -205,13 +205,8 @@ def _effect(b: np.ndarray, q: np.ndarray, tq: np.ndarray, c: Config, log: bool, 
         lb, lq = np.log(np.abs(b) + eps), np.log(np.abs(q) + eps)
     else:
         lb, lq = b, q
-    med = median(lb)
-    if len(lb) >= 4:
-        sd = 1.4826 * median(np.abs(np.diff(lb))) / np.sqrt(2)
-    else:
-        sd = 1.4826 * median(np.abs(lb - med))
-    d = float(median(lq) - med)
-    return d, d / max(sd, c.d_floor), float(median(b)), float(median(q))
+    d = float(median(lq) - median(lb))
+    return d, d / max(series_noise(lb), c.d_floor), float(median(b)), float(median(q))
 
 
 def _mean(x):
